@@ -1,0 +1,5 @@
+//! Prints the JSON Schema of Okra's outbound policy (`okra.json`).
+
+fn main() {
+    print!("{}", tenant_config::policy::json_schema());
+}

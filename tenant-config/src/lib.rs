@@ -1,0 +1,20 @@
+//! Okra's model: what a tenant's app is and what it is allowed to do.
+//!
+//! Pure data, parsing and validation: Spin manifests ([`manifest`]), Spin's
+//! route semantics ([`routes`]), outbound allow-lists ([`allowed_hosts`]) and resource limits ([`limits`]). No async, no
+//! network; the gateway enforces what this crate decides.
+
+pub mod allowed_hosts;
+pub mod limits;
+pub mod manifest;
+pub mod policy;
+pub mod routes;
+pub mod spin_headers;
+pub mod template;
+
+pub use allowed_hosts::{AllowedHostError, AllowedHosts, OutboundUrl};
+pub use limits::Limits;
+pub use manifest::{
+    AppManifest, Component, HttpTrigger, ManifestError, StaticResponse, TriggerHandler,
+};
+pub use routes::{RouteMatch, RoutePattern, RouteTable};

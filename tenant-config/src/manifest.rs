@@ -1,0 +1,804 @@
+//! The Spin application manifest (`spin.toml`, manifest version 2), read as Spin reads it.
+//!
+//! Unknown fields are errors, as in Spin. Every error names the file, the line
+//! and the key at fault, and says what would have been accepted.
+
+use crate::allowed_hosts::{AllowedHostError, AllowedHosts, AppContext, convert_legacy_http_hosts};
+use crate::routes::RoutePattern;
+use crate::template::template_references;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A manifest that failed to load: where, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read at all.
+    #[error("{file}: cannot read the manifest: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was read but is not an acceptable manifest.
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// The manifest as written: the serde schema, mirroring Spin's v2 schema.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    spin_manifest_version: Spanned<toml::Value>,
+    application: RawApplication,
+    #[serde(default)]
+    variables: BTreeMap<Spanned<String>, RawVariable>,
+    #[serde(default)]
+    trigger: RawTriggers,
+    #[serde(default)]
+    component: BTreeMap<Spanned<String>, RawComponent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplication {
+    name: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    authors: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    targets: Vec<String>,
+    #[serde(default)]
+    trigger: Option<RawApplicationTriggers>,
+    #[serde(default)]
+    tool: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplicationTriggers {
+    #[serde(default)]
+    http: Option<RawApplicationHttp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplicationHttp {
+    #[serde(default)]
+    base: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVariable {
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawTriggers {
+    #[serde(default)]
+    http: Vec<RawHttpTrigger>,
+    /// Other trigger types (redis, cron, ...) parse but Okra serves HTTP only.
+    #[serde(flatten)]
+    other: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttpTrigger {
+    #[serde(default)]
+    id: Option<String>,
+    route: Spanned<RawRoute>,
+    #[serde(default)]
+    component: Option<Spanned<String>>,
+    #[serde(default)]
+    static_response: Option<RawStaticResponse>,
+    #[serde(default)]
+    executor: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    dependencies: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRoute {
+    Path(String),
+    Private { private: bool },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticResponse {
+    #[serde(default)]
+    status_code: Option<u16>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    #[serde(default)]
+    description: Option<String>,
+    source: Spanned<RawSource>,
+    #[serde(default)]
+    files: Vec<RawFile>,
+    #[serde(default)]
+    exclude_files: Vec<String>,
+    #[serde(default)]
+    allowed_http_hosts: Vec<String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    #[serde(default)]
+    key_value_stores: Vec<String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    #[serde(default)]
+    build: Option<RawBuild>,
+    #[serde(default)]
+    sqlite_databases: Vec<String>,
+    #[serde(default)]
+    ai_models: Vec<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    dependencies: Option<toml::Table>,
+    #[serde(default)]
+    dependencies_inherit_configuration: bool,
+    #[serde(default)]
+    tool: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSource {
+    Local(String),
+    Remote(#[allow(dead_code)] toml::Table),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawFile {
+    Pattern(String),
+    Mapping { source: String, destination: String },
+}
+
+/// Parsed so unknown keys are caught; Okra never runs build commands.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: toml::Value,
+    #[serde(default)]
+    workdir: Option<String>,
+    #[serde(default)]
+    watch: Vec<String>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+/// A loaded, validated Spin application.
+#[derive(Clone, Debug)]
+pub struct AppManifest {
+    /// `[application] name`.
+    pub name: String,
+    /// `[application] version`, if given.
+    pub version: Option<String>,
+    /// `[variables]`, by name.
+    pub variables: BTreeMap<String, Variable>,
+    /// `[[trigger.http]]` entries in manifest order.
+    pub http_triggers: Vec<HttpTrigger>,
+    /// `[component.<id>]`, by id.
+    pub components: BTreeMap<String, Component>,
+}
+
+/// An application variable declaration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variable {
+    pub default: Option<String>,
+    pub required: bool,
+    pub secret: bool,
+    pub description: Option<String>,
+}
+
+/// One `[[trigger.http]]`.
+#[derive(Clone, Debug)]
+pub struct HttpTrigger {
+    /// The route, or `None` for `route = { private = true }`.
+    pub route: Option<RoutePattern>,
+    /// What the route leads to.
+    pub handler: TriggerHandler,
+}
+
+/// What a route serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TriggerHandler {
+    /// A component of this app, by id.
+    Component(String),
+    /// A fixed response with no component involved.
+    Static(StaticResponse),
+}
+
+/// `static_response = { status_code, headers, body }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// One `[component.<id>]`.
+#[derive(Clone, Debug)]
+pub struct Component {
+    pub id: String,
+    /// The `.wasm` file, resolved against the manifest's directory.
+    pub source: PathBuf,
+    /// Files mounted read-only into the guest: (host path, guest path).
+    pub files: Vec<FileMount>,
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Legacy `allowed_http_hosts`.
+    pub allowed_http_hosts: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    /// Component variable templates, e.g. `url = "{{ api_base }}/v1"`.
+    pub variables: BTreeMap<String, String>,
+}
+
+/// A host directory or file made visible to the guest, read-only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMount {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+}
+
+impl AppManifest {
+    /// Reads and validates `spin.toml` at `path`; component and file paths are
+    /// resolved against its directory.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, dir)
+    }
+
+    /// Parses manifest text; `file` names it in errors, `dir` anchors relative paths.
+    pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<Self, ManifestError> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ManifestError::Invalid {
+                file: file.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let message = explain_serde(&message);
+            at(e.span().unwrap_or(0..0), message)
+        })?;
+
+        let version = raw.spin_manifest_version.get_ref();
+        if version.as_integer() != Some(2) && version.as_str() != Some("2") {
+            return Err(at(
+                raw.spin_manifest_version.span(),
+                format!(
+                    "key `spin_manifest_version`: found {version}, expected 2 (Okra reads manifest version 2; run `spin doctor` to upgrade a version 1 manifest)"
+                ),
+            ));
+        }
+        if let Some(base) = raw
+            .application
+            .trigger
+            .as_ref()
+            .and_then(|t| t.http.as_ref())
+            .and_then(|h| h.base.as_ref())
+            && base.get_ref() != "/"
+        {
+            return Err(at(
+                base.span(),
+                format!(
+                    "key `application.trigger.http.base`: found {:?}, but only \"/\" is accepted (as in Spin 2+)",
+                    base.get_ref()
+                ),
+            ));
+        }
+        let _ = (
+            &raw.application.authors,
+            &raw.application.description,
+            &raw.application.targets,
+            &raw.application.tool,
+            &raw.trigger.other,
+        );
+
+        let mut variables = BTreeMap::new();
+        for (name, var) in raw.variables {
+            validate_variable_name(name.get_ref())
+                .map_err(|why| at(name.span(), format!("variable `{}`: {why}", name.get_ref())))?;
+            if var.default.is_none() && !var.required {
+                return Err(at(
+                    name.span(),
+                    format!(
+                        "variable `{}` needs either `default = \"...\"` or `required = true`",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            if var.default.is_some() && var.required {
+                return Err(at(
+                    name.span(),
+                    format!(
+                        "variable `{}` cannot have both a `default` and `required = true`",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            variables.insert(
+                name.into_inner(),
+                Variable {
+                    default: var.default,
+                    required: var.required,
+                    secret: var.secret,
+                    description: var.description,
+                },
+            );
+        }
+
+        let mut components = BTreeMap::new();
+        for (id, c) in raw.component {
+            validate_component_id(id.get_ref())
+                .map_err(|why| at(id.span(), format!("component `{}`: {why}", id.get_ref())))?;
+            let source_span = c.source.span();
+            let source = match c.source.into_inner() {
+                RawSource::Local(p) => dir.join(p),
+                RawSource::Remote(_) => {
+                    return Err(at(
+                        source_span,
+                        format!(
+                            "key `component.{}.source`: remote sources (url/registry) are not supported; give the path of a local .wasm file",
+                            id.get_ref()
+                        ),
+                    ));
+                }
+            };
+            let mut files = Vec::new();
+            for f in c.files {
+                files.push(match f {
+                    RawFile::Pattern(p) => FileMount {
+                        guest_path: format!("/{}", p.trim_start_matches('/')),
+                        host_path: dir.join(p),
+                    },
+                    RawFile::Mapping {
+                        source,
+                        destination,
+                    } => FileMount {
+                        host_path: dir.join(source),
+                        guest_path: destination,
+                    },
+                });
+            }
+            for (key, template) in &c.variables {
+                for referenced in template_references(template) {
+                    if !variables.contains_key(&referenced) {
+                        return Err(at(
+                            id.span(),
+                            format!(
+                                "key `component.{}.variables.{key}`: the template refers to `{referenced}`, which is not declared under [variables]",
+                                id.get_ref()
+                            ),
+                        ));
+                    }
+                }
+            }
+            let _ = (
+                &c.description,
+                &c.exclude_files,
+                &c.key_value_stores,
+                &c.build,
+                &c.sqlite_databases,
+                &c.ai_models,
+                &c.dependencies,
+                &c.dependencies_inherit_configuration,
+                &c.tool,
+            );
+            check_allowed_hosts(&c.allowed_outbound_hosts, &variables).map_err(|e| {
+                at(
+                    id.span(),
+                    format!(
+                        "key `component.{}.allowed_outbound_hosts`: {e}",
+                        id.get_ref()
+                    ),
+                )
+            })?;
+            let id = id.into_inner();
+            components.insert(
+                id.clone(),
+                Component {
+                    id,
+                    source,
+                    files,
+                    allowed_outbound_hosts: c.allowed_outbound_hosts,
+                    allowed_http_hosts: c.allowed_http_hosts,
+                    environment: c.environment,
+                    variables: c.variables,
+                },
+            );
+        }
+
+        let mut http_triggers = Vec::new();
+        for t in raw.trigger.http {
+            let _ = &t.id;
+            if let Some(executor) = &t.executor {
+                let kind = executor.get_ref().get("type").and_then(|v| v.as_str());
+                if !matches!(kind, Some("http") | Some("spin")) {
+                    return Err(at(
+                        executor.span(),
+                        format!(
+                            "key `trigger.http.executor`: type {kind:?} is not supported; Okra runs wasi:http components (executor type \"http\" or \"spin\")"
+                        ),
+                    ));
+                }
+            }
+            if let Some(deps) = &t.dependencies {
+                return Err(at(
+                    deps.span(),
+                    "key `trigger.http.dependencies`: middleware chains are not supported yet"
+                        .into(),
+                ));
+            }
+            let route_span = t.route.span();
+            let route = match t.route.into_inner() {
+                RawRoute::Path(p) => Some(RoutePattern::parse(&p)),
+                RawRoute::Private { private: true } => None,
+                RawRoute::Private { private: false } => {
+                    let which = t
+                        .component
+                        .as_ref()
+                        .map(|c| c.get_ref().as_str())
+                        .unwrap_or("static response");
+                    return Err(at(
+                        route_span,
+                        format!(
+                            "key `trigger.http.route` of `{which}`: `{{ private = false }}` is not accepted; write a route path such as \"/api/...\" or `{{ private = true }}`"
+                        ),
+                    ));
+                }
+            };
+            let handler = match (t.component, t.static_response) {
+                (Some(c), None) => {
+                    if !components.contains_key(c.get_ref()) {
+                        let known: Vec<&str> = components.keys().map(String::as_str).collect();
+                        return Err(at(
+                            c.span(),
+                            format!(
+                                "key `trigger.http.component`: no component `{}` is defined; expected one of {known:?}",
+                                c.get_ref()
+                            ),
+                        ));
+                    }
+                    TriggerHandler::Component(c.into_inner())
+                }
+                (None, Some(s)) => TriggerHandler::Static(StaticResponse {
+                    status: s.status_code.unwrap_or(200),
+                    headers: s.headers.into_iter().collect(),
+                    body: s.body.unwrap_or_default(),
+                }),
+                _ => {
+                    return Err(at(
+                        route_span,
+                        "a [[trigger.http]] needs exactly one of `component = \"<id>\"` or `static_response = { ... }`".into(),
+                    ));
+                }
+            };
+            http_triggers.push(HttpTrigger { route, handler });
+        }
+
+        Ok(AppManifest {
+            name: raw.application.name,
+            version: raw.application.version,
+            variables,
+            http_triggers,
+            components,
+        })
+    }
+}
+
+impl AppManifest {
+    /// Component `id`'s outbound allow-list (`allowed_outbound_hosts` plus the
+    /// legacy `allowed_http_hosts`), templates filled from `variable`.
+    pub fn allowed_hosts(
+        &self,
+        id: &str,
+        variable: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AllowedHosts, AllowedHostError> {
+        let Some(component) = self.components.get(id) else {
+            return Ok(AllowedHosts::default());
+        };
+        let mut entries = component.allowed_outbound_hosts.clone();
+        entries.extend(convert_legacy_http_hosts(&component.allowed_http_hosts));
+        let ids: Vec<String> = self.components.keys().cloned().collect();
+        AllowedHosts::build(
+            &entries,
+            &AppContext {
+                component_ids: &ids,
+                variable,
+            },
+        )
+    }
+}
+
+/// Checks every entry that can be checked at load: plain entries must parse,
+/// templates must parse once filled with defaults (those whose variables have
+/// no default are checked when the app is deployed with its values).
+fn check_allowed_hosts(
+    entries: &[String],
+    variables: &BTreeMap<String, Variable>,
+) -> Result<(), AllowedHostError> {
+    let defaults = |name: &str| variables.get(name).and_then(|v| v.default.clone());
+    let no_ids: [String; 0] = [];
+    let app = AppContext {
+        component_ids: &no_ids,
+        variable: &defaults,
+    };
+    for entry in entries {
+        let refers_to_unset = template_references(entry)
+            .iter()
+            .any(|name| defaults(name).is_none());
+        if !refers_to_unset {
+            AllowedHosts::build(std::slice::from_ref(entry), &app)?;
+        }
+    }
+    Ok(())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Serde's messages for untagged enums say nothing useful; say what is accepted.
+fn explain_serde(message: &str) -> String {
+    if message.contains("did not match any variant of untagged enum RawRoute") {
+        "key `route`: expected a path such as \"/api/...\" or `{ private = true }`".into()
+    } else if message.contains("untagged enum RawSource") {
+        "key `source`: expected the path of a .wasm file".into()
+    } else if message.contains("untagged enum RawFile") {
+        "key `files`: expected a glob such as \"static/**\" or `{ source = \"dir\", destination = \"/dir\" }`".into()
+    } else {
+        message.to_string()
+    }
+}
+
+/// Spin's variable names: lowercase letters, digits and `_`, starting with a
+/// letter, ending alphanumeric, no `__`.
+fn validate_variable_name(name: &str) -> Result<(), &'static str> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let starts = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    let ends = name.chars().last().is_some_and(|c| c != '_');
+    if ok_chars && starts && ends && !name.contains("__") {
+        Ok(())
+    } else {
+        Err(
+            "names use lowercase letters, digits and single underscores, start with a letter and end with a letter or digit",
+        )
+    }
+}
+
+/// Spin's component ids: lowercase kebab-case words of letters and digits.
+fn validate_component_id(id: &str) -> Result<(), &'static str> {
+    let words_ok = id.split('-').all(|w| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
+    let starts = id.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    if words_ok && starts {
+        Ok(())
+    } else {
+        Err(
+            "ids are lowercase words of letters and digits joined by single dashes, starting with a letter (e.g. `book-api`)",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AppManifest, ManifestError> {
+        AppManifest::parse(text, Path::new("apps/x/spin.toml"), Path::new("apps/x"))
+    }
+
+    const HEADER: &str = "spin_manifest_version = 2\n[application]\nname = \"x\"\n";
+
+    #[test]
+    fn parses_a_typical_app() {
+        let m = parse(&format!(
+            r#"{HEADER}
+[variables]
+api_base = {{ default = "http://book-api.spin.internal" }}
+token = {{ required = true, secret = true }}
+
+[[trigger.http]]
+route = "/..."
+component = "frontend"
+
+[[trigger.http]]
+route = {{ private = true }}
+component = "book-api"
+
+[[trigger.http]]
+route = "/static"
+static_response = {{ status_code = 201, headers = {{ x-a = "b" }}, body = "hi" }}
+
+[component.frontend]
+source = "target/frontend.wasm"
+allowed_outbound_hosts = ["http://book-api.spin.internal"]
+files = ["static/**", {{ source = "assets", destination = "/assets" }}]
+[component.frontend.variables]
+url = "{{{{ api_base }}}}/api"
+[component.frontend.build]
+command = "cargo build --target wasm32-wasip2 --release"
+watch = ["src/**/*.rs"]
+
+[component.book-api]
+source = "api.wasm"
+"#
+        ))
+        .unwrap();
+        assert_eq!(m.name, "x");
+        assert_eq!(m.http_triggers.len(), 3);
+        assert!(m.http_triggers[1].route.is_none());
+        assert_eq!(
+            m.http_triggers[2].handler,
+            TriggerHandler::Static(StaticResponse {
+                status: 201,
+                headers: vec![("x-a".into(), "b".into())],
+                body: "hi".into()
+            })
+        );
+        let fe = &m.components["frontend"];
+        assert_eq!(fe.source, Path::new("apps/x/target/frontend.wasm"));
+        assert_eq!(fe.files[1].guest_path, "/assets");
+        assert!(m.variables["token"].secret);
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_key_and_alternatives() {
+        let e = error_of(&format!(
+            "{HEADER}\n[component.a]\nsource = \"a.wasm\"\nallowed_outbund_hosts = []\n"
+        ));
+        assert!(e.starts_with("apps/x/spin.toml:7:"), "{e}");
+        assert!(e.contains("allowed_outbund_hosts"), "{e}");
+        assert!(e.contains("allowed_outbound_hosts"), "{e}");
+    }
+
+    #[test]
+    fn private_false_is_rejected_naming_the_component() {
+        let e = error_of(&format!(
+            "{HEADER}[[trigger.http]]\nroute = {{ private = false }}\ncomponent = \"a\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ));
+        assert!(e.contains(":5:"), "{e}");
+        assert!(e.contains("`a`") && e.contains("private = true"), "{e}");
+    }
+
+    #[test]
+    fn trigger_naming_missing_component() {
+        let e = error_of(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/\"\ncomponent = \"nope\"\n"
+        ));
+        assert!(
+            e.contains(":6:") && e.contains("no component `nope`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn trigger_needs_exactly_one_handler() {
+        let e = error_of(&format!("{HEADER}[[trigger.http]]\nroute = \"/\"\n"));
+        assert!(e.contains("exactly one of"), "{e}");
+    }
+
+    #[test]
+    fn wrong_manifest_version() {
+        let e = error_of("spin_manifest_version = \"1\"\n[application]\nname = \"x\"\n");
+        assert!(e.contains(":1:") && e.contains("expected 2"), "{e}");
+    }
+
+    #[test]
+    fn variable_rules() {
+        let e = error_of(&format!(
+            "{HEADER}[variables]\nBad = {{ default = \"1\" }}\n"
+        ));
+        assert!(e.contains(":5:") && e.contains("variable `Bad`"), "{e}");
+        let e = error_of(&format!("{HEADER}[variables]\nx = {{ secret = true }}\n"));
+        assert!(e.contains("needs either"), "{e}");
+        let e = error_of(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\n[component.a.variables]\nk = \"{{{{ missing }}}}\"\n"
+        ));
+        assert!(e.contains("`missing`"), "{e}");
+    }
+
+    #[test]
+    fn bad_route_type_says_what_is_accepted() {
+        let e = error_of(&format!(
+            "{HEADER}[[trigger.http]]\nroute = 5\ncomponent = \"a\"\n"
+        ));
+        assert!(e.contains("{ private = true }"), "{e}");
+    }
+
+    #[test]
+    fn non_root_base_rejected() {
+        let e = error_of(&format!(
+            "{HEADER}[application.trigger.http]\nbase = \"/api\"\n"
+        ));
+        assert!(e.contains("base") && e.contains(":5:"), "{e}");
+    }
+
+    #[test]
+    fn toml_syntax_error_has_position() {
+        let e = error_of("spin_manifest_version = 2\n[application\n");
+        assert!(e.starts_with("apps/x/spin.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn allowed_hosts_are_checked_at_load_and_quoted() {
+        let e = error_of(&format!(
+            "{HEADER}[component.a]\nsource = \"a.wasm\"\nallowed_outbound_hosts = [\"http://example.com/path\"]\n"
+        ));
+        assert!(e.contains("component.a.allowed_outbound_hosts"), "{e}");
+        assert!(e.contains(r#""http://example.com/path""#), "{e}");
+        assert!(e.contains("apps/x/spin.toml:4"), "{e}");
+        // A template whose variable has a bad default fails; one with no default waits.
+        let e = error_of(&format!(
+            "{HEADER}[variables]\nh = {{ default = \"a b\" }}\n[component.a]\nsource = \"a.wasm\"\nallowed_outbound_hosts = [\"http://{{{{ h }}}}\"]\n"
+        ));
+        assert!(e.contains(r#""http://{{ h }}""#), "{e}");
+        let m = parse(&format!(
+            "{HEADER}[variables]\nh = {{ required = true }}\n[component.a]\nsource = \"a.wasm\"\nallowed_outbound_hosts = [\"http://{{{{ h }}}}\", \"http://*.spin.internal\"]\nallowed_http_hosts = [\"legacy.example\"]\n[component.b]\nsource = \"b.wasm\"\n"
+        ))
+        .unwrap();
+        let value = |_: &str| Some("api.example".to_string());
+        let hosts = m.allowed_hosts("a", &value).unwrap();
+        let allows = |url: &str| hosts.allows(&crate::OutboundUrl::parse(url, "https").unwrap());
+        assert!(allows("http://api.example"));
+        assert!(allows("http://b.spin.internal"));
+        assert!(allows("https://legacy.example"));
+        assert!(!allows("https://api.example"));
+        assert!(m.allowed_hosts("b", &value).unwrap().entries().is_empty());
+    }
+
+    #[test]
+    fn missing_file() {
+        let e = AppManifest::load(Path::new("/nonexistent/spin.toml")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/spin.toml"));
+    }
+}
