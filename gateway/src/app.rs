@@ -1,0 +1,236 @@
+//! Apps as the edge serves them: a Spin manifest turned into a route table of
+//! compiled components and static responses, and the `Snapshot` that maps
+//! hostnames to apps.
+
+use crate::component::{ComponentLabels, ComponentRunner, GuestEnvironment};
+use crate::inbound::JwtVerifier;
+use crate::metrics::Metrics;
+use crate::outbound::{ComponentOutbound, Outbound};
+use crate::runtime::Runtime;
+use anyhow::{Context as _, bail};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use tenant_config::policy::{Policy, PolicyChain, ScopeLevel};
+use tenant_config::{AppManifest, Limits, RouteTable, StaticResponse, TriggerHandler};
+use tokio::sync::Semaphore;
+
+/// What a route leads to.
+pub enum RouteTarget {
+    Component(Arc<ComponentRunner>),
+    Static(Arc<StaticResponse>),
+}
+
+/// What every app of the gateway shares.
+pub struct AppServices {
+    pub runtime: Runtime,
+    pub metrics: Arc<Metrics>,
+    pub outbound: Arc<Outbound>,
+}
+
+/// One deployed app.
+pub struct App {
+    pub tenant: String,
+    pub name: String,
+    pub routes: RouteTable<RouteTarget>,
+    pub limits: Limits,
+    /// Caps the tenant's requests in flight.
+    pub inflight: Arc<Semaphore>,
+    /// Verifies inbound bearer tokens, when the tenant configured keys.
+    pub verifier: Option<Arc<JwtVerifier>>,
+}
+
+impl App {
+    /// Loads `spin.toml` and compiles every component a route uses.
+    pub fn load(
+        services: &AppServices,
+        tenant: &str,
+        manifest_path: &Path,
+        limits: Limits,
+    ) -> anyhow::Result<App> {
+        let manifest = AppManifest::load(manifest_path)?;
+        let policy = load_app_policy(manifest_path, &manifest)?;
+        let mut compiled: BTreeMap<String, Arc<ComponentRunner>> = BTreeMap::new();
+        let mut routes = Vec::new();
+        for trigger in &manifest.http_triggers {
+            let target = match &trigger.handler {
+                TriggerHandler::Static(s) => RouteTarget::Static(Arc::new(s.clone())),
+                TriggerHandler::Component(id) => {
+                    let runner = match compiled.get(id) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = Arc::new(compile_component(
+                                services,
+                                tenant,
+                                &manifest,
+                                policy.as_ref(),
+                                id,
+                                &limits,
+                            )?);
+                            compiled.insert(id.clone(), r.clone());
+                            r
+                        }
+                    };
+                    RouteTarget::Component(runner)
+                }
+            };
+            // Private routes are reachable only by chaining, never from the edge.
+            if let Some(route) = &trigger.route {
+                routes.push((route.clone(), target));
+            }
+        }
+        Ok(App {
+            tenant: tenant.to_string(),
+            name: manifest.name.clone(),
+            routes: RouteTable::new(routes),
+            inflight: Arc::new(Semaphore::new(limits.max_concurrent_requests as usize)),
+            verifier: services.outbound.verifier(tenant),
+            limits,
+        })
+    }
+}
+
+/// The app's `okra.json` (next to `spin.toml`), if it has one; its
+/// `services` must name components of the app.
+fn load_app_policy(manifest_path: &Path, manifest: &AppManifest) -> anyhow::Result<Option<Policy>> {
+    let path = manifest_path.with_file_name("okra.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let policy = Policy::load(&path, ScopeLevel::App, &format!("app {}", manifest.name))?;
+    for component in policy.services.keys() {
+        if !manifest.components.contains_key(component) {
+            let known: Vec<&String> = manifest.components.keys().collect();
+            bail!(
+                "{}: key `services.{component}`: the app has no component `{component}`; it has {known:?}",
+                path.display()
+            );
+        }
+    }
+    Ok(Some(policy))
+}
+
+fn compile_component(
+    services: &AppServices,
+    tenant: &str,
+    manifest: &AppManifest,
+    app_policy: Option<&Policy>,
+    id: &str,
+    limits: &Limits,
+) -> anyhow::Result<ComponentRunner> {
+    let component = manifest
+        .components
+        .get(id)
+        .with_context(|| format!("component `{id}` is not defined"))?;
+    let wasm = std::fs::read(&component.source).with_context(|| {
+        format!(
+            "component `{id}`: cannot read source {} (build it first)",
+            component.source.display()
+        )
+    })?;
+    let mut dirs = Vec::new();
+    for mount in &component.files {
+        if !mount.host_path.is_dir() {
+            bail!(
+                "component `{id}`: files entry {} must be an existing directory (glob patterns and single files are not supported yet)",
+                mount.host_path.display()
+            );
+        }
+        dirs.push((mount.host_path.clone(), mount.guest_path.clone()));
+    }
+    let labels = ComponentLabels {
+        tenant: tenant.to_string(),
+        app: manifest.name.clone(),
+        component: id.to_string(),
+    };
+    let environment = GuestEnvironment {
+        env: component
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        dirs,
+    };
+    // Variables come only from manifest defaults until variable providers land.
+    let default_of = |name: &str| manifest.variables.get(name).and_then(|v| v.default.clone());
+    let mut scopes = services.outbound.tenant_scopes(tenant);
+    if let Some(policy) = app_policy {
+        scopes.push(policy.scope.clone());
+        scopes.extend(policy.services.get(id).cloned());
+    }
+    let policy = PolicyChain::new(scopes);
+    let settings = policy
+        .settings(&default_of)
+        .map_err(|e| anyhow::anyhow!("component `{id}`: {e}"))?;
+    let outbound = Arc::new(ComponentOutbound {
+        labels: labels.clone(),
+        allowed: manifest
+            .allowed_hosts(id, &default_of)
+            .with_context(|| format!("component `{id}`"))?,
+        policy,
+        settings,
+        pool: services.outbound.pool(tenant),
+        outbound: services.outbound.clone(),
+    });
+    let runner = ComponentRunner::compile(
+        &services.runtime,
+        &wasm,
+        labels,
+        environment,
+        limits.clone(),
+        services.metrics.clone(),
+        outbound,
+    )?;
+    tracing::info!(
+        app = %manifest.name,
+        component = id,
+        wasi_http = runner.wasi_http_version,
+        "component ready"
+    );
+    Ok(runner)
+}
+
+/// Every app the gateway serves, by hostname (lowercase, no port).
+#[derive(Default)]
+pub struct Snapshot {
+    apps: HashMap<String, Arc<App>>,
+}
+
+impl Snapshot {
+    pub fn insert(&mut self, host: &str, app: Arc<App>) {
+        self.apps.insert(host.to_ascii_lowercase(), app);
+    }
+
+    /// The app for a `Host` header value: port stripped, case-insensitive.
+    pub fn lookup(&self, host: &str) -> Option<&Arc<App>> {
+        let name = host_without_port(host);
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.apps.get(&name.to_ascii_lowercase())
+        } else {
+            self.apps.get(name)
+        }
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`; trailing dot dropped.
+pub fn host_without_port(host: &str) -> &str {
+    let host = if host.starts_with('[') {
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("hello.localhost:8080"), "hello.localhost");
+        assert_eq!(host_without_port("hello.localhost"), "hello.localhost");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+        assert_eq!(host_without_port("example.com."), "example.com");
+    }
+}

@@ -1,0 +1,326 @@
+//! One compiled component of one app, ready to serve: its instance-pre (p2
+//! `ProxyPre` or p3 `ServicePre`, detected once) and the dispatcher that
+//! gives every request a fresh instance in a fresh `Store` with the app's
+//! limits.
+//!
+//! Instance policy: one request per instance for both wasi:http 0.2 and 0.3.
+//! Spin and `wasmtime serve` reuse p3 instances for throughput; Okra chooses
+//! isolation first (no state survives between requests, and a CPU budget
+//! belongs to exactly one request). The performance work may revisit p3.
+
+use crate::guest_state::{CpuBudget, GuestState, MemoryLimiter};
+use crate::inbound::InboundContext;
+use crate::metrics::Metrics;
+use crate::outbound::{ComponentOutbound, OutboundHooks};
+use crate::request_link::{RequestLink, StopCause};
+use crate::runtime::Runtime;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tenant_config::Limits;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::error::Context as _;
+use wasmtime::format_err;
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ProxyHandler, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState,
+    WorkerStatus,
+};
+
+/// Who a component belongs to, for metrics and logs.
+#[derive(Clone, Debug)]
+pub struct ComponentLabels {
+    pub tenant: String,
+    pub app: String,
+    pub component: String,
+}
+
+/// What a component's guest sees of the host: environment and read-only files.
+#[derive(Clone, Debug, Default)]
+pub struct GuestEnvironment {
+    pub env: Vec<(String, String)>,
+    /// (host directory, guest path), mounted read-only.
+    pub dirs: Vec<(PathBuf, String)>,
+}
+
+/// A component compiled and linked for one app.
+pub struct ComponentRunner {
+    handler: ProxyHandler<ComponentHost>,
+    pub labels: ComponentLabels,
+    pub wasi_http_version: &'static str,
+}
+
+impl ComponentRunner {
+    /// Compiles `wasm` (CPU-heavy: call off the request path) and links it.
+    pub fn compile(
+        runtime: &Runtime,
+        wasm: &[u8],
+        labels: ComponentLabels,
+        environment: GuestEnvironment,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        outbound: Arc<ComponentOutbound>,
+    ) -> wasmtime::Result<Self> {
+        let component = Component::new(&runtime.engine, wasm)
+            .with_context(|| format!("component `{}` does not compile", labels.component))?;
+        let linker = runtime.linker_for(&component)?;
+        let pre = linker.instantiate_pre(&component).with_context(|| {
+            format!(
+                "component `{}` imports something Okra does not provide",
+                labels.component
+            )
+        })?;
+        let (pre, version) = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+            Ok(p3) => (ProxyPre::P3(p3), "0.3"),
+            Err(_) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre) {
+                Ok(p2) => (ProxyPre::P2(p2), "0.2"),
+                Err(e) => {
+                    return Err(format_err!(
+                        "component `{}` exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3: {e}",
+                        labels.component
+                    ));
+                }
+            },
+        };
+        let host = ComponentHost {
+            pre,
+            engine: runtime.engine.clone(),
+            tick: runtime.config.epoch_tick(),
+            limits,
+            environment,
+            labels: labels.clone(),
+            metrics,
+            outbound,
+        };
+        Ok(ComponentRunner {
+            handler: ProxyHandler::new(host),
+            labels,
+            wasi_http_version: version,
+        })
+    }
+
+    /// Runs one request in a fresh instance. Errors are downcastable to
+    /// `ExpirationError` (deadline) or contain the guest's trap.
+    pub async fn handle(
+        &self,
+        link: Arc<RequestLink>,
+        inbound: Arc<InboundContext>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> wasmtime::Result<http::Response<wasmtime_wasi_http::WasiBody>> {
+        let data = RequestData {
+            timeout: self.handler.state().limits.request_timeout(),
+            link,
+            inbound,
+        };
+        self.handler.handle(data, request).await
+    }
+}
+
+/// What one request brings to the instance that serves it.
+pub struct RequestData {
+    timeout: Duration,
+    link: Arc<RequestLink>,
+    inbound: Arc<InboundContext>,
+}
+
+/// Everything needed to make a `Store` and instance for this component.
+struct ComponentHost {
+    pre: ProxyPre<GuestState>,
+    engine: wasmtime::Engine,
+    tick: Duration,
+    limits: Limits,
+    environment: GuestEnvironment,
+    labels: ComponentLabels,
+    metrics: Arc<Metrics>,
+    outbound: Arc<ComponentOutbound>,
+}
+
+impl ComponentHost {
+    fn wasi_ctx(&self) -> wasmtime::Result<WasiCtx> {
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .inherit_stdout()
+            .inherit_stderr()
+            .envs(&self.environment.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (host, guest) in &self.environment.dirs {
+            builder
+                .preopened_dir(host, guest, FsPerms::ReadOnly)
+                .with_context(|| format!("mounting {} at {guest}", host.display()))?;
+        }
+        Ok(builder.build())
+    }
+}
+
+impl HandlerState for ComponentHost {
+    type StoreData = GuestState;
+    type WorkerExpiration = Deadline;
+    type WorkerState = SingleRequest;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<GuestState, Deadline, SingleRequest>> {
+        let state = GuestState {
+            wasi: self.wasi_ctx()?,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                component: self.outbound.clone(),
+                inbound: Arc::default(),
+            },
+            memory: MemoryLimiter::new(self.limits.memory_bytes, 100_000),
+            cpu: CpuBudget::new(self.limits.cpu_time(), self.tick),
+            link: Arc::default(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_callback(|mut ctx: StoreContextMut<'_, GuestState>| {
+            let state = ctx.data_mut();
+            let update = state.cpu.on_tick();
+            if state.cpu.exceeded {
+                state.link.stop(StopCause::CpuBudget);
+            }
+            Ok(update)
+        });
+        store.set_epoch_deadline(1);
+        let started = Instant::now();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.metrics
+            .wasm_instantiate_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let expiration = Deadline::new(self.limits.request_timeout());
+        let deadline_link = expiration.link.clone();
+        Ok(Instance {
+            store,
+            proxy,
+            view: |s: &mut GuestState| s.http(),
+            expiration,
+            state: SingleRequest {
+                labels: self.labels.clone(),
+                metrics: self.metrics.clone(),
+                deadline_link: deadline_link.clone(),
+            },
+        })
+    }
+}
+
+/// When the instance may go: once its request's response has been sent and
+/// the guest is no longer running, or at the wall-clock deadline, whichever
+/// comes first. Enforced from outside the guest's event loop (see
+/// `WorkerState::on_request_start` for why both layers exist).
+pub struct Deadline {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    link: Arc<std::sync::Mutex<Option<Arc<RequestLink>>>>,
+}
+
+impl Deadline {
+    fn new(timeout: Duration) -> Self {
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            link: Arc::default(),
+        }
+    }
+}
+
+impl WorkerExpiration for Deadline {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        _start: Instant,
+    ) -> Poll<()> {
+        let link = self.link.lock().ok().and_then(|l| l.clone());
+        if status != WorkerStatus::Requests
+            && let Some(link) = &link
+            && link.poll_response_sent(cx).is_ready()
+        {
+            return Poll::Ready(());
+        }
+        let expired = self.sleep.as_mut().poll(cx);
+        if expired.is_ready()
+            && let Some(link) = link
+        {
+            link.stop(StopCause::Deadline);
+        }
+        expired
+    }
+}
+
+/// Accepts exactly one request per instance and reports how it ended.
+pub struct SingleRequest {
+    labels: ComponentLabels,
+    metrics: Arc<Metrics>,
+    /// Where the request's link goes so the `Deadline` can see it.
+    deadline_link: Arc<std::sync::Mutex<Option<Arc<RequestLink>>>>,
+}
+
+impl WorkerState for SingleRequest {
+    type StoreData = GuestState;
+    type RequestData = RequestData;
+
+    /// One request per instance. `No` rather than `Never` after the first:
+    /// the worker must stay alive (idle) until the response body is sent,
+    /// because dropping the store aborts the host tasks that flush it.
+    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
+        if total == 0 {
+            ShouldAccept::Yes
+        } else {
+            ShouldAccept::No
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        mut store: StoreContextMut<'_, GuestState>,
+        RequestData {
+            timeout,
+            link,
+            inbound,
+        }: RequestData,
+        _task: wasmtime::component::GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
+        let state = store.data_mut();
+        state.hooks.inbound = inbound;
+        state.link = link.clone();
+        state.memory.link = link.clone();
+        if let Ok(mut slot) = self.deadline_link.lock() {
+            *slot = Some(link);
+        }
+        Box::pin(tokio::time::sleep(timeout))
+    }
+
+    fn drop(&self, store: Store<GuestState>, result: wasmtime::Result<()>) {
+        let Err(error) = result else { return };
+        let data = store.data();
+        let reason = if data.memory.exceeded {
+            "memory"
+        } else if data.cpu.exceeded {
+            "cpu"
+        } else if error.to_string().contains("timed out") {
+            "timeout"
+        } else {
+            "trap"
+        };
+        tracing::warn!(
+            tenant = %self.labels.tenant,
+            app = %self.labels.app,
+            component = %self.labels.component,
+            reason,
+            "guest failed: {error:?}"
+        );
+        self.metrics
+            .wasm_traps_total
+            .with_label_values(&[
+                &self.labels.tenant,
+                &self.labels.app,
+                &self.labels.component,
+                reason,
+            ])
+            .inc();
+    }
+}

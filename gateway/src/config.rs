@@ -1,0 +1,276 @@
+//! Operator configuration: one TOML file (`--config`) whose every key is also
+//! a flag and an `OKRA_*` environment variable. Flags beat the file; the file
+//! beats the defaults.
+
+use crate::outbound::OutboundConfig;
+use crate::runtime::RuntimeConfig;
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tenant_config::Limits;
+
+/// Okra gateway: serves Spin apps by hostname.
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version)]
+pub struct Cli {
+    /// Operator settings file (TOML); flags override it.
+    #[arg(long, env = "OKRA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Public HTTP listener (HTTP/1.1 and h2c) [default: 127.0.0.1:8080].
+    #[arg(long, env = "OKRA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Serves /metrics, /healthz and /readyz [default: 127.0.0.1:9090].
+    #[arg(long, env = "OKRA_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve an app with no control plane: HOST=path/to/spin.toml (repeatable).
+    #[arg(long = "app", value_name = "HOST=PATH")]
+    pub apps: Vec<String>,
+    /// Worker threads for the edge [default: number of CPUs].
+    #[arg(long, env = "OKRA_THREADS")]
+    pub threads: Option<usize>,
+    /// Per-instance memory limit in bytes [default: 134217728].
+    #[arg(long, env = "OKRA_MEMORY_BYTES")]
+    pub memory_bytes: Option<u64>,
+    /// Wall-clock limit per request in ms [default: 30000].
+    #[arg(long, env = "OKRA_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Guest CPU time per request in ms [default: 10000].
+    #[arg(long, env = "OKRA_CPU_TIME_MS")]
+    pub cpu_time_ms: Option<u64>,
+    /// Largest request body in bytes [default: 10485760].
+    #[arg(long, env = "OKRA_MAX_REQUEST_BODY_BYTES")]
+    pub max_request_body_bytes: Option<u64>,
+    /// Requests in flight per tenant [default: 100].
+    #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<u32>,
+    /// Pool slots: component instances alive at once [default: 1000].
+    #[arg(long, env = "OKRA_MAX_INSTANCES")]
+    pub max_instances: Option<u32>,
+    /// Largest linear memory any instance may reserve, in bytes [default: 268435456].
+    #[arg(long, env = "OKRA_MAX_MEMORY_BYTES")]
+    pub max_memory_bytes: Option<u64>,
+    /// Epoch tick in ms [default: 10].
+    #[arg(long, env = "OKRA_EPOCH_TICK_MS")]
+    pub epoch_tick_ms: Option<u64>,
+    /// Networks guests may never reach: `private`, `none` or CIDRs, comma-separated [default: private].
+    #[arg(long, env = "OKRA_BLOCK_NETWORKS", value_delimiter = ',')]
+    pub block_networks: Option<Vec<String>>,
+    /// Pin a name for outbound requests, HOST=IP[,IP...], like curl --resolve (repeatable).
+    #[arg(long = "resolve", value_name = "HOST=IP")]
+    pub resolve: Vec<String>,
+    /// Open outbound connections per tenant [default: 100].
+    #[arg(long, env = "OKRA_OUTBOUND_MAX_CONNECTIONS")]
+    pub outbound_max_connections: Option<u32>,
+    /// PEM file of CA certificates outbound TLS trusts besides the webpki roots.
+    #[arg(long, env = "OKRA_OUTBOUND_EXTRA_CA_FILE")]
+    pub outbound_extra_ca_file: Option<PathBuf>,
+    /// Operator-wide outbound policy file (okra.json form).
+    #[arg(long, env = "OKRA_GLOBAL_POLICY")]
+    pub global_policy: Option<PathBuf>,
+    /// A tenant's outbound policy file, TENANT=PATH (repeatable; static apps are tenant `local`).
+    #[arg(long = "tenant-policy", value_name = "TENANT=PATH")]
+    pub tenant_policies: Vec<String>,
+    /// Append outbound audit records (JSON lines) to this file instead of the log.
+    #[arg(long, env = "OKRA_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// An app served without the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticApp {
+    pub host: String,
+    pub manifest: PathBuf,
+}
+
+/// The merged operator configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    /// 0 means one per CPU.
+    pub threads: usize,
+    pub limits: Limits,
+    pub runtime: RuntimeConfig,
+    pub outbound: OutboundConfig,
+    pub apps: Vec<StaticApp>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            threads: 0,
+            limits: Limits::default(),
+            runtime: RuntimeConfig::default(),
+            outbound: OutboundConfig::default(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+impl OperatorConfig {
+    /// Defaults, then the `--config` file, then flags and environment.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
+        let mut config = match &cli.config {
+            Some(path) => Self::from_file(path)?,
+            None => OperatorConfig::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = cli.$flag { config.$($field).+ = v; })*
+            };
+        }
+        set!(
+            listen => listen,
+            metrics_listen => metrics_listen,
+            threads => threads,
+            memory_bytes => limits.memory_bytes,
+            request_timeout_ms => limits.request_timeout_ms,
+            cpu_time_ms => limits.cpu_time_ms,
+            max_request_body_bytes => limits.max_request_body_bytes,
+            max_concurrent_requests => limits.max_concurrent_requests,
+            max_instances => runtime.max_instances,
+            max_memory_bytes => runtime.max_memory_bytes,
+            epoch_tick_ms => runtime.epoch_tick_ms,
+            block_networks => outbound.block_networks,
+            outbound_max_connections => outbound.max_connections_per_tenant,
+        );
+        if cli.outbound_extra_ca_file.is_some() {
+            config.outbound.extra_ca_file = cli.outbound_extra_ca_file;
+        }
+        config.outbound.resolve.extend(cli.resolve);
+        if cli.global_policy.is_some() {
+            config.outbound.global_policy = cli.global_policy;
+        }
+        if cli.audit_log.is_some() {
+            config.outbound.audit_log = cli.audit_log;
+        }
+        for spec in &cli.tenant_policies {
+            let Some((tenant, path)) = spec.split_once('=') else {
+                bail!("--tenant-policy {spec:?}: expected TENANT=path/to/policy.json");
+            };
+            config
+                .outbound
+                .tenant_policies
+                .insert(tenant.trim().to_string(), PathBuf::from(path));
+        }
+        for spec in &cli.apps {
+            config.apps.push(parse_app_flag(spec)?);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config: OperatorConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for app in &mut config.apps {
+            app.manifest = dir.join(&app.manifest);
+        }
+        let outbound = &mut config.outbound;
+        for path in outbound
+            .extra_ca_file
+            .iter_mut()
+            .chain(outbound.global_policy.iter_mut())
+            .chain(outbound.audit_log.iter_mut())
+            .chain(outbound.tenant_policies.values_mut())
+        {
+            *path = dir.join(&*path);
+        }
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.limits.memory_bytes > self.runtime.max_memory_bytes {
+            bail!(
+                "limits.memory_bytes ({}) exceeds runtime.max_memory_bytes ({}), the most any pool slot can hold; raise --max-memory-bytes or lower --memory-bytes",
+                self.limits.memory_bytes,
+                self.runtime.max_memory_bytes
+            );
+        }
+        if self.limits.request_timeout_ms == 0 || self.limits.cpu_time_ms == 0 {
+            bail!("request_timeout_ms and cpu_time_ms must be greater than 0");
+        }
+        let mut hosts = std::collections::HashSet::new();
+        for app in &self.apps {
+            if !hosts.insert(app.host.to_ascii_lowercase()) {
+                bail!("host {:?} is given to more than one app", app.host);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `HOST=path/to/spin.toml`.
+fn parse_app_flag(spec: &str) -> anyhow::Result<StaticApp> {
+    let Some((host, manifest)) = spec.split_once('=') else {
+        bail!(
+            "--app {spec:?}: expected HOST=path/to/spin.toml, e.g. --app hello.localhost=examples/hello/spin.toml"
+        );
+    };
+    let host = host.trim();
+    if host.is_empty() || host.contains(['/', ' ', ':']) {
+        bail!("--app {spec:?}: {host:?} is not a hostname (no port, scheme or path)");
+    }
+    Ok(StaticApp {
+        host: host.to_ascii_lowercase(),
+        manifest: PathBuf::from(manifest),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("gateway").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("okra.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1111\"\n[limits]\ncpu_time_ms = 5\n[[apps]]\nhost = \"a.localhost\"\nmanifest = \"a/spin.toml\"\n",
+        )
+        .unwrap();
+        let c = OperatorConfig::from_cli(cli(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--cpu-time-ms",
+            "7",
+            "--app",
+            "B.localhost=b/spin.toml",
+        ]))
+        .unwrap();
+        assert_eq!(c.listen.port(), 1111);
+        assert_eq!(c.limits.cpu_time_ms, 7);
+        assert_eq!(c.apps[0].manifest, dir.path().join("a/spin.toml"));
+        assert_eq!(c.apps[1].host, "b.localhost");
+        assert_eq!(c.metrics_listen.port(), 9090);
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        let e = OperatorConfig::from_cli(cli(&["--app", "nohost"])).unwrap_err();
+        assert!(e.to_string().contains("HOST=path"), "{e}");
+        let e = OperatorConfig::from_cli(cli(&["--memory-bytes", "999999999999"])).unwrap_err();
+        assert!(e.to_string().contains("max_memory_bytes"), "{e}");
+        let e = OperatorConfig::from_cli(cli(&["--app", "a=x", "--app", "A=y"])).unwrap_err();
+        assert!(e.to_string().contains("more than one app"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = 1\n").unwrap();
+        let e = OperatorConfig::from_cli(cli(&["--config", file.to_str().unwrap()])).unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+    }
+}

@@ -1,0 +1,514 @@
+//! The public edge: a Pingora `HttpServerApp` (HTTP/1.1 keep-alive and h2c)
+//! that maps Host to an app, routes by Spin's rules and streams the request
+//! into a fresh guest instance and its response back out.
+
+use crate::app::{App, RouteTarget, Snapshot};
+use crate::component::ComponentRunner;
+use crate::inbound::InboundContext;
+use crate::metrics::Metrics;
+use crate::request_body::ChannelBody;
+use crate::request_link::{RequestLink, StopCause};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+use std::time::Instant;
+use tenant_config::spin_headers::{InboundRequest, is_reserved_header, spin_headers};
+use tenant_config::{RouteMatch, RoutePattern, StaticResponse};
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::ExpirationError;
+
+/// Hop-by-hop headers: never forwarded between the client and the guest.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// The edge application shared by every connection.
+pub struct Edge {
+    snapshot: Arc<Snapshot>,
+    metrics: Arc<Metrics>,
+    options: HttpServerOptions,
+}
+
+impl Edge {
+    pub fn new(snapshot: Arc<Snapshot>, metrics: Arc<Metrics>) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        Edge {
+            snapshot,
+            metrics,
+            options,
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Edge {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!("reading a request: {e}");
+                return None;
+            }
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        if !self.serve(&mut session).await {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(stream) => stream.map(|s| ReusedHttpStream::from_reusable_stream(s, settings)),
+            Err(e) => {
+                tracing::debug!("finishing a request: {e}");
+                None
+            }
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+/// Correlates a request across the edge, the guest and its outbound calls.
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// How one request ended, for metrics.
+struct Outcome {
+    status: u16,
+    component: String,
+    /// False when the connection must not be reused.
+    reusable: bool,
+}
+
+impl Edge {
+    /// Serves one request; returns whether the connection may be reused.
+    async fn serve(&self, session: &mut ServerSession) -> bool {
+        let started = Instant::now();
+        if has_both_length_headers(session) {
+            respond_error(
+                session,
+                400,
+                "ambiguous_body_length",
+                "a request may not carry both Content-Length and Transfer-Encoding",
+            )
+            .await;
+            return false;
+        }
+        let header = session.req_header();
+        let path = header.uri.path().to_string();
+        if path == "/.well-known/spin/health" {
+            return respond(session, 200, "text/plain", Bytes::from_static(b"OK")).await;
+        }
+        if path.starts_with(tenant_config::routes::WELL_KNOWN_PREFIX) {
+            return respond_error(session, 404, "not_found", "no such Spin endpoint").await;
+        }
+        let host = header
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| header.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_string();
+        let Some(app) = self.snapshot.lookup(&host).cloned() else {
+            let message = format!("no app is served at host {host:?}");
+            return respond_error(session, 404, "unknown_host", &message).await;
+        };
+        let outcome = match app.routes.route(&path) {
+            None => Outcome {
+                status: 404,
+                component: String::new(),
+                reusable: respond_error(session, 404, "no_route", "no route matches this path")
+                    .await,
+            },
+            Some((_, RouteTarget::Static(response), _)) => Outcome {
+                status: response.status,
+                component: String::new(),
+                reusable: respond_static(session, response).await,
+            },
+            Some((pattern, RouteTarget::Component(runner), matched)) => {
+                let gauge = self
+                    .metrics
+                    .tenant_inflight_requests
+                    .with_label_values(&[&app.tenant]);
+                gauge.inc();
+                let outcome = run_component(session, &app, &host, pattern, &matched, runner).await;
+                gauge.dec();
+                outcome
+            }
+        };
+        self.metrics
+            .http_requests_total
+            .with_label_values(&[
+                &app.tenant,
+                &app.name,
+                &outcome.component,
+                &outcome.status.to_string(),
+            ])
+            .inc();
+        self.metrics
+            .http_request_duration_seconds
+            .with_label_values(&[&app.tenant, &app.name])
+            .observe(started.elapsed().as_secs_f64());
+        outcome.reusable
+    }
+}
+
+/// Runs a request through a component, streaming both bodies.
+async fn run_component(
+    session: &mut ServerSession,
+    app: &App,
+    host: &str,
+    pattern: &RoutePattern,
+    matched: &RouteMatch,
+    runner: &ComponentRunner,
+) -> Outcome {
+    let component = runner.labels.component.clone();
+    let fail = |status: u16, reusable: bool| Outcome {
+        status,
+        component: component.clone(),
+        reusable,
+    };
+    let max_body = app.limits.max_request_body_bytes;
+    let declared = session
+        .req_header()
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        respond_body_too_large(session, max_body).await;
+        return fail(413, false);
+    }
+    let Ok(_permit) = app.inflight.clone().try_acquire_owned() else {
+        let reusable = respond_error(
+            session,
+            503,
+            "too_many_requests",
+            "this tenant has too many requests in flight; retry shortly",
+        )
+        .await;
+        return fail(503, reusable);
+    };
+
+    let has_body = declared.is_some_and(|n| n > 0)
+        || session.req_header().headers.contains_key(TRANSFER_ENCODING)
+        || session.is_http2();
+    let (body, mut pump) = if has_body {
+        let (body, pump) = ChannelBody::new(max_body);
+        (body.boxed_unsync(), Some(pump))
+    } else {
+        (empty_body(), None)
+    };
+    if pump.is_some()
+        && session
+            .req_header()
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && session.write_continue_response().await.is_err()
+    {
+        return fail(400, false);
+    }
+    let inbound = Arc::new(InboundContext::from_headers(
+        &session.req_header().headers,
+        app.verifier.as_deref(),
+    ));
+    let request = match guest_request(session, host, pattern, matched, body) {
+        Ok(mut r) => {
+            if let Ok(id) = HeaderValue::from_str(&inbound.request_id) {
+                r.headers_mut().insert(X_REQUEST_ID, id);
+            }
+            r
+        }
+        Err(e) => {
+            let reusable = respond_error(session, 400, "bad_request", &e).await;
+            return fail(400, reusable);
+        }
+    };
+    let is_head = request.method() == Method::HEAD;
+
+    let (link, _response_sent) = RequestLink::new();
+    let response = runner.handle(link.clone(), inbound.clone(), request);
+    tokio::pin!(response);
+    // Phase 1: feed the request body until the guest answers.
+    let response = loop {
+        match pump.as_mut() {
+            Some(p) if !p.is_done() => {
+                tokio::select! {
+                    response = &mut response => break response,
+                    progress = p.step(session) => if let Err(status) = progress {
+                        if status == 413 {
+                            respond_body_too_large(session, max_body).await;
+                        }
+                        return fail(status, false);
+                    }
+                }
+            }
+            _ => break response.await,
+        }
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, code, message) = classify_failure(&e, link.cause());
+            tracing::debug!("request failed: {e:?}");
+            let reusable = respond_error(session, status, code, message).await;
+            return fail(
+                status,
+                reusable && pump.as_ref().is_none_or(|p| p.read_to_end()),
+            );
+        }
+    };
+
+    // Phase 2: send the response head, then its body, still feeding the request body.
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let mut head = ResponseHeader::from(parts);
+    for name in HOP_BY_HOP {
+        head.remove_header(*name);
+    }
+    let _ = head.insert_header(X_REQUEST_ID, inbound.request_id.as_str());
+    let bodiless = is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !bodiless && !head.headers.contains_key(CONTENT_LENGTH) && !session.is_http2() {
+        let _ = head.insert_header(TRANSFER_ENCODING, "chunked");
+    }
+    let outcome = |reusable| Outcome {
+        status: status.as_u16(),
+        component: component.clone(),
+        reusable,
+    };
+    if session.write_response_header(Box::new(head)).await.is_err() {
+        return outcome(false);
+    }
+    loop {
+        let frame = if let Some(p) = pump.as_mut().filter(|p| !p.is_done()) {
+            tokio::select! {
+                biased;
+                frame = body.frame() => frame,
+                progress = p.step(session) => {
+                    if progress.is_err() { return outcome(false); }
+                    continue;
+                }
+            }
+        } else {
+            body.frame().await
+        };
+        match frame {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                    && session.write_response_body(data, false).await.is_err()
+                {
+                    return outcome(false);
+                }
+            }
+            Some(Err(e)) => {
+                // Too late for a status code: cut the connection so the client sees it.
+                tracing::debug!("response body failed mid-stream: {e}");
+                return outcome(false);
+            }
+        }
+    }
+    let finished = session
+        .write_response_body(Bytes::new(), true)
+        .await
+        .is_ok();
+    outcome(finished && pump.is_none_or(|p| p.read_to_end()))
+}
+
+/// True when an HTTP/1 request carried both Content-Length and
+/// Transfer-Encoding. Pingora drops Content-Length in that case (RFC 9112),
+/// so the raw header bytes are checked.
+fn has_both_length_headers(session: &ServerSession) -> bool {
+    let header = session.req_header();
+    if !header.headers.contains_key(TRANSFER_ENCODING) {
+        return false;
+    }
+    if header.headers.contains_key(CONTENT_LENGTH) {
+        return true;
+    }
+    let Some(h1) = session.as_http1() else {
+        return false;
+    };
+    h1.get_headers_raw_bytes()
+        .split(|&b| b == b'\n')
+        .any(|line| {
+            line.split(|&b| b == b':')
+                .next()
+                .is_some_and(|name| name.trim_ascii().eq_ignore_ascii_case(b"content-length"))
+        })
+}
+
+/// Builds the request the guest sees: absolute URI, client headers minus
+/// hop-by-hop and `spin-*`, then Spin's own headers.
+fn guest_request(
+    session: &ServerSession,
+    host: &str,
+    pattern: &RoutePattern,
+    matched: &RouteMatch,
+    body: WasiBody,
+) -> Result<http::Request<WasiBody>, String> {
+    let header = session.req_header();
+    let path_and_query = header
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let authority = if host.is_empty() { "localhost" } else { host };
+    let uri = format!("http://{authority}{path_and_query}");
+    let mut builder = http::Request::builder()
+        .method(header.method.clone())
+        .uri(&uri);
+    let headers = builder
+        .headers_mut()
+        .ok_or_else(|| format!("invalid request target {uri:?}"))?;
+    for (name, value) in header.headers.iter() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) || is_reserved_header(n) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if !headers.contains_key(HOST) {
+        headers.insert(
+            HOST,
+            HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
+        );
+    }
+    let client_addr = session
+        .client_addr()
+        .map_or_else(|| "0.0.0.0:0".to_string(), |a| a.to_string());
+    let inbound = InboundRequest {
+        scheme: "http",
+        host: authority,
+        path_and_query: &path_and_query,
+        client_addr: &client_addr,
+    };
+    for (name, value) in spin_headers(&inbound, pattern, matched) {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        headers.append(name, value);
+    }
+    builder.body(body).map_err(|e| e.to_string())
+}
+
+/// Maps a failed guest run to the client's status, code and message. The
+/// message never contains guest details; those go to the log.
+fn classify_failure(
+    error: &wasmtime::Error,
+    cause: StopCause,
+) -> (u16, &'static str, &'static str) {
+    let interrupted = matches!(cause, StopCause::CpuBudget | StopCause::Deadline)
+        || error.downcast_ref::<ExpirationError>().is_some()
+        || error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
+    if interrupted {
+        (
+            504,
+            "guest_timeout",
+            "the app did not answer within its time limit",
+        )
+    } else {
+        (
+            500,
+            "guest_error",
+            "the app failed while handling this request",
+        )
+    }
+}
+
+fn empty_body() -> WasiBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+async fn respond_static(session: &mut ServerSession, response: &StaticResponse) -> bool {
+    let Ok(mut head) = ResponseHeader::build(response.status, Some(response.headers.len() + 1))
+    else {
+        return respond_error(
+            session,
+            500,
+            "bad_static_response",
+            "the app's static response has an invalid status",
+        )
+        .await;
+    };
+    for (name, value) in &response.headers {
+        if head.insert_header(name.clone(), value.as_str()).is_err() {
+            return respond_error(
+                session,
+                500,
+                "bad_static_response",
+                "the app's static response has an invalid header",
+            )
+            .await;
+        }
+    }
+    write_whole(session, head, Bytes::from(response.body.clone())).await
+}
+
+async fn respond_body_too_large(session: &mut ServerSession, max_body: u64) -> bool {
+    let message = format!("the request body is larger than this app's limit of {max_body} bytes");
+    respond_error(session, 413, "body_too_large", &message).await
+}
+
+/// Answers with a JSON error body `{"error":{"code","message"}}`.
+pub async fn respond_error(
+    session: &mut ServerSession,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> bool {
+    let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
+    respond(session, status, "application/json", Bytes::from(body)).await
+}
+
+async fn respond(
+    session: &mut ServerSession,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+) -> bool {
+    let Ok(mut head) = ResponseHeader::build(status, Some(2)) else {
+        return false;
+    };
+    if head.insert_header("content-type", content_type).is_err() {
+        return false;
+    }
+    write_whole(session, head, body).await
+}
+
+async fn write_whole(session: &mut ServerSession, mut head: ResponseHeader, body: Bytes) -> bool {
+    if head
+        .insert_header(CONTENT_LENGTH, body.len().to_string())
+        .is_err()
+    {
+        return false;
+    }
+    session.write_response_header(Box::new(head)).await.is_ok()
+        && session.write_response_body(body, true).await.is_ok()
+}

@@ -1,0 +1,141 @@
+//! What each guest instance's `Store` carries: its WASI and wasi:http contexts,
+//! the outbound hook, and the per-request limits (memory, CPU) with the flags
+//! that say which limit stopped it.
+
+use crate::outbound::OutboundHooks;
+use crate::request_link::{RequestLink, StopCause};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The data of one guest `Store`.
+pub struct GuestState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub http: WasiHttpCtx,
+    pub hooks: OutboundHooks,
+    pub memory: MemoryLimiter,
+    pub cpu: CpuBudget,
+    /// The request this instance serves; set when the request starts.
+    pub link: Arc<RequestLink>,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Caps one instance's linear memories and tables; remembers if it said no.
+pub struct MemoryLimiter {
+    max_memory_bytes: usize,
+    max_table_elements: usize,
+    /// Set when the guest asked for more memory than its limit.
+    pub exceeded: bool,
+    /// Told when the limit is hit.
+    pub link: Arc<RequestLink>,
+}
+
+impl MemoryLimiter {
+    pub fn new(max_memory_bytes: u64, max_table_elements: usize) -> Self {
+        MemoryLimiter {
+            max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
+            max_table_elements,
+            exceeded: false,
+            link: Arc::default(),
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            self.exceeded = true;
+            self.link.stop(StopCause::MemoryLimit);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+}
+
+/// A request's CPU allowance, counted in epoch ticks observed while wasm runs.
+pub struct CpuBudget {
+    ticks_left: u64,
+    /// Set when the guest used its whole allowance and was interrupted.
+    pub exceeded: bool,
+}
+
+impl CpuBudget {
+    pub fn new(cpu_time: Duration, tick: Duration) -> Self {
+        let ticks = cpu_time.as_nanos() / tick.as_nanos().max(1);
+        CpuBudget {
+            ticks_left: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
+            exceeded: false,
+        }
+    }
+
+    /// Called on every epoch tick the guest is running through: yield to the
+    /// executor while budget remains, interrupt once it is spent.
+    pub fn on_tick(&mut self) -> wasmtime::UpdateDeadline {
+        if self.ticks_left == 0 {
+            self.exceeded = true;
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        self.ticks_left -= 1;
+        wasmtime::UpdateDeadline::Yield(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_budget_interrupts_after_its_ticks() {
+        let mut b = CpuBudget::new(Duration::from_millis(30), Duration::from_millis(10));
+        for _ in 0..3 {
+            assert!(matches!(b.on_tick(), wasmtime::UpdateDeadline::Yield(1)));
+        }
+        assert!(matches!(b.on_tick(), wasmtime::UpdateDeadline::Interrupt));
+        assert!(b.exceeded);
+    }
+
+    #[test]
+    fn memory_limiter_refuses_growth_past_limit() {
+        let mut m = MemoryLimiter::new(1 << 20, 100);
+        assert!(m.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!m.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
+        assert!(m.exceeded);
+        assert!(!m.table_growing(0, 101, None).unwrap());
+    }
+}

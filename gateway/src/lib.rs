@@ -1,0 +1,16 @@
+//! Okra's data plane: the Pingora edge, the Wasmtime runtime that runs each
+//! request in a fresh component instance, limits, and metrics.
+
+pub mod app;
+pub mod component;
+pub mod config;
+pub mod edge;
+pub mod guest_state;
+pub mod inbound;
+pub mod metrics;
+pub mod outbound;
+pub mod request_body;
+pub mod request_link;
+pub mod runtime;
+pub mod server;
+pub mod spin_stubs;

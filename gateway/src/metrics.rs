@@ -1,0 +1,186 @@
+//! Prometheus metrics (names and labels as in DESIGN §4) and the
+//! `--metrics-listen` endpoint serving `/metrics`, `/healthz` and `/readyz`.
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Every metric the gateway exports, in its own registry.
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests_total: IntCounterVec,
+    pub http_request_duration_seconds: HistogramVec,
+    pub wasm_instantiate_seconds: Histogram,
+    pub wasm_traps_total: IntCounterVec,
+    pub tenant_inflight_requests: IntGaugeVec,
+    pub outbound_requests_total: IntCounterVec,
+    pub outbound_duration_seconds: HistogramVec,
+    pub outbound_failures_total: IntCounterVec,
+    pub outbound_pool_connections: IntGaugeVec,
+    pub outbound_pool_connects_total: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let r = &registry;
+        // Request durations: 50 µs to about 26 s; instantiation: 2 µs to about 1 s.
+        let request_buckets = prometheus::exponential_buckets(0.000_05, 2.0, 20)?;
+        let instantiate_buckets = prometheus::exponential_buckets(0.000_002, 2.0, 20)?;
+        Ok(Metrics {
+            http_requests_total: counters(
+                r,
+                "okra_http_requests_total",
+                "HTTP requests answered, by outcome",
+                &["tenant", "app", "component", "status"],
+            )?,
+            http_request_duration_seconds: histograms(
+                r,
+                "okra_http_request_duration_seconds",
+                "Time to serve a request, from its headers to the end of the response body",
+                &["tenant", "app"],
+                request_buckets.clone(),
+            )?,
+            wasm_instantiate_seconds: registered(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "okra_wasm_instantiate_seconds",
+                        "Time to instantiate a component for one request",
+                    )
+                    .buckets(instantiate_buckets),
+                )?,
+            )?,
+            wasm_traps_total: counters(
+                r,
+                "okra_wasm_traps_total",
+                "Guest instances stopped by a trap or a limit (reason: trap|memory|cpu|timeout)",
+                &["tenant", "app", "component", "reason"],
+            )?,
+            tenant_inflight_requests: gauges(
+                r,
+                "okra_tenant_inflight_requests",
+                "Requests in flight per tenant",
+                &["tenant"],
+            )?,
+            outbound_requests_total: counters(
+                r,
+                "okra_outbound_requests_total",
+                "Guest outbound HTTP requests (kind: external|chained|self; outcome: ok|denied|error)",
+                &["tenant", "app", "kind", "outcome"],
+            )?,
+            outbound_duration_seconds: histograms(
+                r,
+                "okra_outbound_duration_seconds",
+                "Time from a guest's outbound send to the response head (or the failure)",
+                &["tenant", "kind"],
+                request_buckets,
+            )?,
+            outbound_failures_total: counters(
+                r,
+                "okra_outbound_failures_total",
+                "Outbound requests refused or failed, by reason (allowed_outbound_hosts, blocked_address, dns, connect_timeout, ...)",
+                &["tenant", "reason"],
+            )?,
+            outbound_pool_connections: gauges(
+                r,
+                "okra_outbound_pool_connections",
+                "Open outbound connections per tenant, in use or idle in the pool",
+                &["tenant"],
+            )?,
+            outbound_pool_connects_total: counters(
+                r,
+                "okra_outbound_pool_connects_total",
+                "Outbound connections opened per tenant; requests minus this were served by reused connections",
+                &["tenant"],
+            )?,
+            registry,
+        })
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("encoding metrics: {e}");
+        }
+        out
+    }
+}
+
+/// Registers `metric` and hands it back.
+fn registered<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: M,
+) -> prometheus::Result<M> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counters(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    registered(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn gauges(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    registered(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
+}
+
+fn histograms(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> prometheus::Result<HistogramVec> {
+    let opts = HistogramOpts::new(name, help).buckets(buckets);
+    registered(registry, HistogramVec::new(opts, labels)?)
+}
+
+/// The metrics listener's HTTP app.
+pub struct MetricsApp {
+    pub metrics: Arc<Metrics>,
+    /// Set once every configured app is loaded and the edge is listening.
+    pub ready: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        let (status, content_type, body) = match path.as_str() {
+            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if self.ready.load(Ordering::Acquire) => {
+                (200, "text/plain", b"ready\n".to_vec())
+            }
+            "/readyz" => (503, "text/plain", b"not ready\n".to_vec()),
+            _ => (
+                404,
+                "text/plain",
+                b"not found; try /metrics, /healthz or /readyz\n".to_vec(),
+            ),
+        };
+        http::Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,125 @@
+//! The one Wasmtime `Engine` every app shares: pooling allocator sized from the
+//! operator's configuration, copy-on-write memory images, epoch interruption
+//! driven by a ticker thread, and the `Linker` with everything a Spin
+//! component may import.
+
+use crate::guest_state::GuestState;
+use crate::spin_stubs;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::error::Context as _;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the engine is sized. Every field is documented in the README.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Component instances alive at once across all tenants (pool slots).
+    pub max_instances: u32,
+    /// Largest linear memory any instance may have, in bytes. Each pool slot
+    /// reserves this much address space (plus a guard), so slots × this is
+    /// the engine's virtual-memory footprint.
+    pub max_memory_bytes: u64,
+    /// Epoch tick in milliseconds: the granularity of CPU budgets and yields.
+    pub epoch_tick_ms: u64,
+    /// Empty pool slots kept warm for reuse by the same component.
+    pub max_unused_warm_slots: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: 1000,
+            max_memory_bytes: 256 << 20,
+            epoch_tick_ms: 10,
+            max_unused_warm_slots: 100,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn epoch_tick(&self) -> Duration {
+        Duration::from_millis(self.epoch_tick_ms.max(1))
+    }
+}
+
+/// The shared engine and linker.
+pub struct Runtime {
+    pub engine: Engine,
+    linker: Linker<GuestState>,
+    pub config: RuntimeConfig,
+}
+
+/// Core instances, memories and tables a Rust component typically needs per
+/// component instance (the guest, its adapter shims and fixups).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        let slots = config.max_instances.max(1);
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots * 2)
+            .total_tables(slots * CORE_INSTANCES_PER_COMPONENT)
+            .total_stacks(slots)
+            .max_memories_per_module(1)
+            .max_memory_size(config.max_memory_bytes as usize)
+            .max_unused_warm_slots(config.max_unused_warm_slots)
+            .max_component_instance_size(4 << 20)
+            .max_core_instance_size(4 << 20)
+            .table_elements(100_000);
+
+        let mut wasm = Config::new();
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .wasm_component_model(true)
+            .wasm_component_model_async(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            // Reserve only what a memory may use, plus a guard, instead of
+            // Wasmtime's 4 GiB per memory: bounds checks in exchange for not
+            // mapping terabytes of address space.
+            .memory_reservation(config.max_memory_bytes)
+            .memory_guard_size(32 << 20)
+            .memory_reservation_for_growth(0);
+        let engine = Engine::new(&wasm).context("creating the Wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+
+        start_epoch_ticker(&engine, config.epoch_tick())
+            .context("starting the epoch ticker thread")?;
+        Ok(Runtime {
+            engine,
+            linker,
+            config,
+        })
+    }
+
+    /// A linker for one component: the shared one plus "unsupported" stubs
+    /// for any Spin platform interface the component imports.
+    pub fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
+        let mut linker = self.linker.clone();
+        spin_stubs::define_unsupported(&mut linker, &self.engine, component)?;
+        Ok(linker)
+    }
+}
+
+/// Increments the engine's epoch on a dedicated thread for the life of the process.
+fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("okra-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .map(|_| ())
+}

@@ -1,0 +1,286 @@
+//! The edge end to end: hosts, routes, Spin headers, framing and streaming,
+//! against the real binary serving real spin-sdk 5 and 7 components.
+
+mod support;
+
+use bytes::Bytes;
+use support::{Gateway, get, raw_request, send};
+
+#[tokio::test]
+async fn serves_spin_sdk_5_and_7_components_and_the_example() {
+    let gw = Gateway::start(&[]);
+    let r = get(&gw, "k.localhost", "/p2/t/hello").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello from spin-sdk 5\n")
+    );
+    let r = get(&gw, "k.localhost", "/p3/t/hello").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello from spin-sdk 7\n")
+    );
+    // Host matching ignores case and port.
+    let r = get(&gw, "HELLO.localhost:8080", "/greet").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "Hello from Okra! You asked for /greet\n")
+    );
+    let r = get(&gw, "k.localhost", "/static").await;
+    assert_eq!((r.status, r.text().as_str()), (201, "static body"));
+    assert_eq!(r.headers["x-static"], "yes");
+}
+
+#[tokio::test]
+async fn unknown_hosts_routes_and_private_components_get_404() {
+    let gw = Gateway::start(&[]);
+    let r = get(&gw, "nobody.localhost", "/").await;
+    assert_eq!(r.status, 404);
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["error"]["code"], "unknown_host");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody.localhost")
+    );
+    // The private component `hidden` has no public route under any spelling.
+    for path in [
+        "/hidden",
+        "/hidden/t/hello",
+        "/.well-known/spin/hidden",
+        "/exactx",
+    ] {
+        let r = get(&gw, "k.localhost", path).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+    let r = get(&gw, "k.localhost", "/.well-known/spin/health").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+}
+
+#[tokio::test]
+async fn guests_see_spin_headers_and_never_forged_ones() {
+    let gw = Gateway::start(&[]);
+    for route in ["/users/42/t/headers", "/users/42/t/headers/"] {
+        let r = send(
+            &gw,
+            "GET",
+            "k.localhost",
+            &format!("{route}?a=b"),
+            &[
+                ("spin-client-addr", "6.6.6.6:1"),
+                ("SPIN-PATH-INFO", "/forged"),
+                ("x-custom", "kept"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+        let text = r.text();
+        let lines: Vec<&str> = text.lines().collect();
+        let header = |name: &str| -> Vec<&str> {
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .collect()
+        };
+        assert_eq!(
+            header("spin-full-url"),
+            vec![format!("http://k.localhost{route}?a=b").as_str()]
+        );
+        assert_eq!(
+            header("spin-path-info"),
+            vec![route.trim_start_matches("/users/42")]
+        );
+        assert_eq!(header("spin-matched-route"), vec!["/users/:id/..."]);
+        assert_eq!(header("spin-raw-component-route"), vec!["/users/:id/..."]);
+        assert_eq!(header("spin-component-route"), vec!["/users/:id"]);
+        assert_eq!(header("spin-base-path"), vec!["/"]);
+        assert_eq!(header("spin-path-match-id"), vec!["42"]);
+        let client = header("spin-client-addr");
+        assert_eq!(client.len(), 1, "{text}");
+        assert!(client[0].starts_with("127.0.0.1:"), "{text}");
+        assert_eq!(header("x-custom"), vec!["kept"]);
+    }
+}
+
+#[tokio::test]
+async fn echo_streams_method_path_headers_and_body_for_p2_and_p3() {
+    let gw = Gateway::start(&[]);
+    let payload = Bytes::from(
+        (0..200_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    for prefix in ["/p2", "/p3"] {
+        let path = format!("{prefix}/t/echo?x=1");
+        let r = send(
+            &gw,
+            "PUT",
+            "k.localhost",
+            &path,
+            &[("content-type", "application/x-test")],
+            payload.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{prefix}");
+        assert_eq!(r.headers["x-echo-method"], "PUT");
+        assert_eq!(r.headers["x-echo-path"], path.as_str());
+        assert_eq!(r.headers["content-type"], "application/x-test");
+        assert_eq!(r.body, payload, "{prefix}");
+    }
+}
+
+#[tokio::test]
+async fn hundred_megabytes_stream_both_ways_in_bounded_memory() {
+    let gw = Gateway::start(&[
+        "--max-request-body-bytes",
+        "200000000",
+        "--cpu-time-ms",
+        "120000",
+        "--request-timeout-ms",
+        "300000",
+    ]);
+    let _ = get(&gw, "k.localhost", "/p2/t/hello").await;
+    let before = gw.rss_kib();
+    const SIZE: usize = 100_000_000;
+    for prefix in ["/p2", "/p3"] {
+        let r = get(
+            &gw,
+            "k.localhost",
+            &format!("{prefix}/t/download?bytes={SIZE}"),
+        )
+        .await;
+        assert_eq!((r.status, r.body.len()), (200, SIZE), "{prefix} download");
+        let r = send(
+            &gw,
+            "POST",
+            "k.localhost",
+            &format!("{prefix}/t/upload"),
+            &[],
+            Bytes::from(vec![7u8; SIZE]),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, SIZE.to_string()),
+            "{prefix} upload"
+        );
+    }
+    let grown_mib = gw.rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "gateway RSS grew by {grown_mib} MiB while streaming 100 MB bodies"
+    );
+}
+
+#[test]
+fn responses_without_length_are_chunked_and_keep_alive_survives() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(&[]);
+    let mut conn = std::net::TcpStream::connect(gw.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    conn.write_all(b"GET /p3/t/download?bytes=1000 HTTP/1.1\r\nHost: k.localhost\r\n\r\n")
+        .unwrap();
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !first.ends_with(b"0\r\n\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed after a chunked response");
+        first.extend_from_slice(&buf[..n]);
+    }
+    let first = String::from_utf8_lossy(&first).to_ascii_lowercase();
+    assert!(first.contains("transfer-encoding: chunked"), "{first}");
+    let (_, body) = first.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body.matches('x').count(), 1000, "{first}");
+    // The same connection serves the next request.
+    conn.write_all(b"GET /p2/t/hello HTTP/1.1\r\nHost: k.localhost\r\n\r\n")
+        .unwrap();
+    let mut second = Vec::new();
+    while !second.ends_with(b"Hello from spin-sdk 5\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the second response");
+        second.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_rejected() {
+    let gw = Gateway::start(&[]);
+    let smuggle = "POST /p2/t/echo HTTP/1.1\r\nHost: k.localhost\r\nContent-Length: 4\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /p2/t/hello HTTP/1.1\r\nHost: k.localhost\r\n\r\n";
+    let reply = raw_request(gw.addr, smuggle).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("ambiguous_body_length"), "{reply}");
+    assert!(
+        !reply.contains("Hello from spin-sdk"),
+        "smuggled request was served: {reply}"
+    );
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served() {
+    use http_body_util::BodyExt;
+    let gw = Gateway::start(&[]);
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    for path in ["/p3/t/hello", "/p2/t/hello"] {
+        let req = http::Request::builder()
+            .uri(format!("http://k.localhost{path}"))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("h2c response");
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, 200, "{path}: {body:?}");
+        assert!(body.starts_with(b"Hello from spin-sdk"), "{body:?}");
+    }
+}
+
+#[tokio::test]
+async fn spin_interfaces_okra_lacks_return_their_own_errors() {
+    let gw = Gateway::start(&[]);
+    let r = get(&gw, "k.localhost", "/p2/t/kv").await;
+    assert_eq!(r.text(), "error: Error::NoSuchStore");
+    let r = get(&gw, "k.localhost", "/p2/t/llm").await;
+    assert_eq!(r.text(), "error: Error::ModelNotSupported");
+    let r = get(&gw, "k.localhost", "/p3/t/kv").await;
+    assert_eq!(r.text(), "error: Error::NoSuchStore");
+    let r = get(&gw, "k.localhost", "/p3/t/variable").await;
+    assert!(
+        r.text().starts_with("error: Error::Undefined("),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn metrics_health_and_readiness() {
+    let gw = Gateway::start(&[]);
+    let _ = get(&gw, "k.localhost", "/p2/t/hello").await;
+    let _ = get(&gw, "k.localhost", "/p2/t/panic").await;
+    let text = support::wait_metrics(
+        &gw,
+        &[
+            r#"okra_http_requests_total{app="kitchen",component="sdk5",status="200",tenant="local"} 1"#,
+            r#"okra_http_requests_total{app="kitchen",component="sdk5",status="500",tenant="local"} 1"#,
+            r#"okra_http_request_duration_seconds_count{app="kitchen",tenant="local"} 2"#,
+            "okra_wasm_instantiate_seconds_count 2",
+            r#"okra_wasm_traps_total{app="kitchen",component="sdk5",reason="trap",tenant="local"} 1"#,
+        ],
+    )
+    .await;
+    assert!(
+        text.contains("okra_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert_eq!(support::metrics_get(&gw, "/metrics").await.0, 200);
+    assert_eq!(support::metrics_get(&gw, "/healthz").await.0, 200);
+    assert_eq!(support::metrics_get(&gw, "/readyz").await.0, 200);
+}

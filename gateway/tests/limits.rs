@@ -1,0 +1,168 @@
+//! Hostile guests are contained: endless loops, unbounded allocation, panics
+//! and oversized bodies, while the gateway keeps serving everyone else. Also
+//! that no instance sees memory another instance wrote.
+
+mod support;
+
+use bytes::Bytes;
+use support::{Gateway, get, raw_request, send};
+
+#[tokio::test]
+async fn endless_loops_get_504_while_others_are_served() {
+    let gw = Gateway::start(&["--cpu-time-ms", "500", "--request-timeout-ms", "5000"]);
+    for prefix in ["/p2", "/p3"] {
+        let loop_path = format!("{prefix}/t/loop");
+        let looping = get(&gw, "k.localhost", &loop_path);
+        let others = async {
+            let mut served = 0;
+            for _ in 0..10 {
+                let r = get(&gw, "k.localhost", "/p2/t/hello").await;
+                assert_eq!(r.status, 200);
+                served += 1;
+            }
+            served
+        };
+        let (r, served) = tokio::join!(looping, others);
+        assert_eq!(r.status, 504, "{prefix}: {}", r.text());
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(json["error"]["code"], "guest_timeout");
+        assert_eq!(served, 10);
+    }
+}
+
+#[tokio::test]
+async fn wall_clock_deadline_applies_even_with_cpu_to_spare() {
+    let gw = Gateway::start(&["--cpu-time-ms", "60000", "--request-timeout-ms", "700"]);
+    let r = get(&gw, "k.localhost", "/p2/t/loop").await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
+}
+
+#[tokio::test]
+async fn unbounded_allocation_gets_500_and_the_gateway_survives() {
+    let mut gw = Gateway::start(&["--memory-bytes", "33554432"]);
+    for prefix in ["/p2", "/p3"] {
+        let r = get(&gw, "k.localhost", &format!("{prefix}/t/alloc")).await;
+        assert_eq!(r.status, 500, "{prefix}");
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(json["error"]["code"], "guest_error");
+    }
+    assert!(gw.is_running());
+    assert_eq!(get(&gw, "k.localhost", "/p3/t/hello").await.status, 200);
+}
+
+#[tokio::test]
+async fn panics_become_500_without_guest_details() {
+    let gw = Gateway::start(&[]);
+    for prefix in ["/p2", "/p3"] {
+        let r = get(&gw, "k.localhost", &format!("{prefix}/t/panic")).await;
+        assert_eq!(r.status, 500);
+        let text = r.text();
+        assert!(!text.contains("sk_live"), "{text}");
+        assert!(
+            !text.contains("wasm") && !text.contains("backtrace"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_declared_or_streamed() {
+    let gw = Gateway::start(&["--max-request-body-bytes", "1000"]);
+    let upload = |size: usize| {
+        send(
+            &gw,
+            "POST",
+            "k.localhost",
+            "/p2/t/upload",
+            &[],
+            Bytes::from(vec![1u8; size]),
+        )
+    };
+    assert_eq!(upload(1001).await.status, 413);
+    let r = upload(1000).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "1000"));
+    // A chunked body declares no length: the limit is enforced while streaming.
+    let chunk = "a".repeat(600);
+    let chunked = format!(
+        "POST /p3/t/upload HTTP/1.1\r\nHost: k.localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
+         258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let reply = raw_request(gw.addr, &chunked).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+}
+
+#[tokio::test]
+async fn no_instance_sees_another_instances_memory() {
+    let gw = Gateway::start(&[]);
+    for prefix in ["/p2", "/p3"] {
+        for round in 0..25 {
+            let r = get(&gw, "k.localhost", &format!("{prefix}/t/memory-probe")).await;
+            assert_eq!(
+                r.text(),
+                "grown_dirty=0 static_dirty=0",
+                "{prefix} round {round}"
+            );
+            let r = get(&gw, "k.localhost", &format!("{prefix}/t/counter")).await;
+            assert_eq!(
+                r.text(),
+                "1",
+                "{prefix} round {round}: state survived between requests"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenant_concurrency_limit_answers_503() {
+    let gw = Gateway::start(&["--max-concurrent-requests", "1", "--cpu-time-ms", "2000"]);
+    let looping = get(&gw, "k.localhost", "/p2/t/loop");
+    let second = async {
+        support::wait_inflight(&gw, 1).await;
+        get(&gw, "k.localhost", "/p2/t/hello").await
+    };
+    let (first, second) = tokio::join!(looping, second);
+    assert_eq!(first.status, 504);
+    assert_eq!(second.status, 503);
+    // The slot frees once the 504 has been written; then requests get through again.
+    support::wait_inflight(&gw, 0).await;
+    assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
+}
+
+#[tokio::test]
+async fn guests_read_their_files_read_only_and_nothing_else() {
+    let gw = Gateway::start(&[]);
+    let probe = |path: &str| format!("/p2/t/file?path={path}");
+    let r = get(&gw, "k.localhost", &probe("/data/readme.txt")).await;
+    assert_eq!(
+        r.text(),
+        "read=a file the guest may read write=error(PermissionDenied)"
+    );
+    for outside in [
+        "/etc/passwd",
+        "/data/../../../../etc/passwd",
+        "/proc/self/environ",
+        "readme.txt",
+    ] {
+        let r = get(&gw, "k.localhost", &probe(outside)).await;
+        let text = r.text();
+        assert!(text.starts_with("read=error("), "{outside}: {text}");
+        assert!(!text.contains("write=ok"), "{outside}: {text}");
+    }
+    let apps = std::path::Path::new(test_programs::KITCHEN_MANIFEST)
+        .parent()
+        .unwrap();
+    assert!(apps.join("files/readme.txt").exists());
+    assert!(!apps.join("files/readme.txt.written").exists());
+}
+
+#[tokio::test]
+async fn guests_cannot_open_sockets() {
+    let gw = Gateway::start(&[]);
+    // Even the gateway's own listener, which certainly accepts connections.
+    for addr in [gw.addr.to_string(), gw.metrics.to_string()] {
+        let r = get(&gw, "k.localhost", &format!("/p2/t/connect?addr={addr}")).await;
+        let text = r.text();
+        assert!(text.starts_with("connect=error("), "{addr}: {text}");
+    }
+}

@@ -1,0 +1,82 @@
+//! Builds the guest components for wasm32-wasip2 (test-programs/guests and
+//! examples/hello) with a nested cargo, the way Wasmtime's own test-programs
+//! crate does, and writes their paths into `programs.rs` for the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let here =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = here
+        .parent()
+        .expect("test-programs lives in the workspace")
+        .to_path_buf();
+    let guests = here.join("guests");
+    let hello = root.join("examples/hello");
+    build(&guests.join("Cargo.toml"), &guests.join("target"));
+    build(&hello.join("Cargo.toml"), &hello.join("target"));
+
+    let release = |dir: &Path, name: &str| dir.join("target/wasm32-wasip2/release").join(name);
+    let consts = [
+        ("SDK5_GUEST", release(&guests, "sdk5_guest.wasm")),
+        ("SDK7_GUEST", release(&guests, "sdk7_guest.wasm")),
+        ("HELLO5_GUEST", release(&guests, "hello5_guest.wasm")),
+        ("HELLO_WASM", release(&hello, "hello.wasm")),
+        ("HELLO_MANIFEST", hello.join("spin.toml")),
+        ("KITCHEN_MANIFEST", here.join("apps/kitchen.toml")),
+    ];
+    let mut out = String::new();
+    for (name, path) in consts {
+        assert!(path.exists(), "{} was not built", path.display());
+        out.push_str(&format!(
+            "pub const {name}: &str = {:?};\n",
+            path.display().to_string()
+        ));
+    }
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out_dir.join("programs.rs"), out).expect("writing programs.rs");
+
+    for watched in [
+        guests.join("Cargo.toml"),
+        guests.join("Cargo.lock"),
+        guests.join("common/src"),
+        guests.join("sdk5/src"),
+        guests.join("sdk5/Cargo.toml"),
+        guests.join("sdk7/src"),
+        guests.join("sdk7/Cargo.toml"),
+        guests.join("hello5/src"),
+        guests.join("hello5/Cargo.toml"),
+        hello.join("src"),
+        hello.join("Cargo.toml"),
+    ] {
+        println!("cargo:rerun-if-changed={}", watched.display());
+    }
+}
+
+fn build(manifest: &Path, target_dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_MAKEFLAGS")
+        .status()
+        .expect("running cargo to build the guests");
+    assert!(
+        status.success(),
+        "building {} for wasm32-wasip2 failed",
+        manifest.display()
+    );
+}

@@ -1,0 +1,126 @@
+//! A spin-sdk 7 (wasi:http 0.3) component whose path picks a behaviour:
+//! `/hello`, `/echo` (streams the body back with method, path and headers),
+//! `/headers`, `/download?bytes=N` (streamed, no length), `/upload`,
+//! `/counter`, `/memory-probe`, `/kv`, `/variable`, `/fetch?url=U` (an outbound
+//! GET through wasi:http 0.3 `client.send`), and the hostile `/loop`,
+//! `/alloc` and `/panic`.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use spin_sdk::http::body::IncomingBodyExt;
+use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::http_service;
+
+type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
+
+#[http_service]
+async fn handle(req: Request) -> impl IntoResponse {
+    let full = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let path = req.uri().path().to_string();
+    let path = path
+        .rsplit_once("/t/")
+        .map_or(path.as_str(), |(_, rest)| rest)
+        .trim_matches('/');
+    match path {
+        "hello" | "" => text(200, "Hello from spin-sdk 7\n"),
+        "headers" => {
+            let body = guest_common::render_headers(
+                req.headers()
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_bytes())),
+            );
+            text(200, body)
+        }
+        "echo" => {
+            let mut builder = http::Response::builder()
+                .header("x-echo-method", req.method().as_str())
+                .header("x-echo-path", full);
+            if let Some(ct) = req.headers().get("content-type") {
+                builder = builder.header("content-type", ct);
+            }
+            let stream = req.into_body().stream().map(|r| {
+                r.map(http_body::Frame::data)
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+            });
+            response(builder, StreamBody::new(stream).boxed_unsync())
+        }
+        "download" => {
+            let total = guest_common::bytes_param(&query);
+            let chunks = (0..total).step_by(64 * 1024).map(move |start| {
+                let n = (total - start).min(64 * 1024);
+                Ok::<_, anyhow::Error>(http_body::Frame::data(Bytes::from(vec![b'x'; n])))
+            });
+            response(
+                http::Response::builder(),
+                StreamBody::new(futures::stream::iter(chunks)).boxed_unsync(),
+            )
+        }
+        "upload" => {
+            let mut total = 0usize;
+            let mut stream = req.into_body().stream();
+            while let Some(Ok(chunk)) = stream.next().await {
+                total += chunk.len();
+            }
+            text(200, total.to_string())
+        }
+        "counter" => text(200, guest_common::count_request().to_string()),
+        "memory-probe" => text(200, guest_common::memory_probe()),
+        "kv" => match spin_sdk::key_value::Store::open_default().await {
+            Ok(_) => text(200, "opened"),
+            Err(e) => text(200, format!("error: {e:?}")),
+        },
+        "variable" => match spin_sdk::variables::get("anything").await {
+            Ok(v) => text(200, v),
+            Err(e) => text(200, format!("error: {e:?}")),
+        },
+        "fetch" => text(200, guest_common::fetch_report(fetch(&query).await)),
+        "loop" => guest_common::spin_forever(),
+        "alloc" => text(200, guest_common::allocate_forever().to_string()),
+        "panic" => panic!("guest secret sk_live_do_not_leak"),
+        _ => text(404, "no such test route\n"),
+    }
+}
+
+/// An outbound GET through `wasi:http/client.send`, read to the end.
+async fn fetch(query: &str) -> Result<(u16, Vec<u8>, Option<String>), String> {
+    let response = spin_sdk::http::get(guest_common::url_param(query))
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let mut stream = response.into_body().stream();
+    let mut bytes = Vec::new();
+    let mut body_error = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(e) => {
+                body_error = Some(format!("{e:?}"));
+                break;
+            }
+        }
+    }
+    Ok((status, bytes, body_error))
+}
+
+fn text(status: u16, body: impl Into<String>) -> http::Response<Body> {
+    let body: String = body.into();
+    http::Response::builder()
+        .status(status)
+        .header("content-length", body.len())
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
+        .unwrap_or_default()
+}
+
+fn response(builder: http::response::Builder, body: Body) -> http::Response<Body> {
+    builder.body(body).unwrap_or_default()
+}
