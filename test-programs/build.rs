@@ -1,5 +1,5 @@
-//! Builds the guest components for wasm32-wasip2 (test-programs/guests and
-//! examples/hello) with a nested cargo, the way Wasmtime's own test-programs
+//! Builds the guest components for wasm32-wasip2 (test-programs/guests,
+//! examples/hello and examples/bookserver) with a nested cargo, the way Wasmtime's own test-programs
 //! crate does, and writes their paths into `programs.rs` for the tests.
 
 use std::path::{Path, PathBuf};
@@ -14,8 +14,10 @@ fn main() {
         .to_path_buf();
     let guests = here.join("guests");
     let hello = root.join("examples/hello");
-    build(&guests.join("Cargo.toml"), &guests.join("target"));
-    build(&hello.join("Cargo.toml"), &hello.join("target"));
+    let bookserver = root.join("examples/bookserver");
+    for dir in [&guests, &hello, &bookserver] {
+        build(&dir.join("Cargo.toml"), &dir.join("target"));
+    }
 
     let release = |dir: &Path, name: &str| dir.join("target/wasm32-wasip2/release").join(name);
     let consts = [
@@ -24,6 +26,9 @@ fn main() {
         ("HELLO5_GUEST", release(&guests, "hello5_guest.wasm")),
         ("HELLO_WASM", release(&hello, "hello.wasm")),
         ("HELLO_MANIFEST", hello.join("spin.toml")),
+        ("BOOK_API_WASM", release(&bookserver, "book_api.wasm")),
+        ("FRONTEND_WASM", release(&bookserver, "frontend.wasm")),
+        ("BOOKSERVER_MANIFEST", bookserver.join("spin.toml")),
         ("KITCHEN_MANIFEST", here.join("apps/kitchen.toml")),
     ];
     let mut out = String::new();
@@ -49,6 +54,11 @@ fn main() {
         guests.join("hello5/Cargo.toml"),
         hello.join("src"),
         hello.join("Cargo.toml"),
+        bookserver.join("Cargo.toml"),
+        bookserver.join("book-api/src"),
+        bookserver.join("book-api/Cargo.toml"),
+        bookserver.join("frontend/src"),
+        bookserver.join("frontend/Cargo.toml"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }

@@ -1,18 +1,21 @@
 //! Apps as the edge serves them: a Spin manifest turned into a route table of
-//! compiled components and static responses, and the `Snapshot` that maps
+//! compiled components and static responses (with its variables resolved and
+//! its components linked for chaining), and the `Snapshot` that maps
 //! hostnames to apps.
 
 use crate::component::{ComponentLabels, ComponentRunner, GuestEnvironment};
 use crate::inbound::JwtVerifier;
 use crate::metrics::Metrics;
-use crate::outbound::{ComponentOutbound, Outbound};
+use crate::outbound::{AppComponents, ComponentOutbound, Outbound};
 use crate::runtime::Runtime;
 use anyhow::{Context as _, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use tenant_config::policy::{Policy, PolicyChain, ScopeLevel};
-use tenant_config::{AppManifest, Limits, RouteTable, StaticResponse, TriggerHandler};
+use tenant_config::{
+    AppManifest, AppVariables, Limits, RouteTable, StaticResponse, TriggerHandler,
+};
 use tokio::sync::Semaphore;
 
 /// What a route leads to.
@@ -38,18 +41,48 @@ pub struct App {
     pub inflight: Arc<Semaphore>,
     /// Verifies inbound bearer tokens, when the tenant configured keys.
     pub verifier: Option<Arc<JwtVerifier>>,
+    /// Every component a trigger names, private ones included; chaining
+    /// reaches them through weak links, so this map keeps them alive.
+    pub components: BTreeMap<String, Arc<ComponentRunner>>,
+}
+
+/// Where variable values come from, before the manifest defaults.
+pub type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// What compiling one component needs to know about its app.
+struct AppContext<'a> {
+    tenant: &'a str,
+    manifest: &'a AppManifest,
+    policy: Option<&'a Policy>,
+    variables: &'a AppVariables,
+    limits: &'a Limits,
+    components: &'a Arc<AppComponents>,
 }
 
 impl App {
-    /// Loads `spin.toml` and compiles every component a route uses.
+    /// Loads `spin.toml`, resolves its variables (`provider` first, then
+    /// defaults) and compiles every component a trigger names.
     pub fn load(
         services: &AppServices,
         tenant: &str,
         manifest_path: &Path,
         limits: Limits,
+        provider: VariableProvider<'_>,
     ) -> anyhow::Result<App> {
         let manifest = AppManifest::load(manifest_path)?;
         let policy = load_app_policy(manifest_path, &manifest)?;
+        let variables = AppVariables::resolve(&manifest, provider)
+            .with_context(|| format!("{}", manifest_path.display()))?;
+        let inflight = Arc::new(Semaphore::new(limits.max_concurrent_requests as usize));
+        let components = AppComponents::new(inflight.clone());
+        let app = AppContext {
+            tenant,
+            manifest: &manifest,
+            policy: policy.as_ref(),
+            variables: &variables,
+            limits: &limits,
+            components: &components,
+        };
         let mut compiled: BTreeMap<String, Arc<ComponentRunner>> = BTreeMap::new();
         let mut routes = Vec::new();
         for trigger in &manifest.http_triggers {
@@ -59,14 +92,7 @@ impl App {
                     let runner = match compiled.get(id) {
                         Some(r) => r.clone(),
                         None => {
-                            let r = Arc::new(compile_component(
-                                services,
-                                tenant,
-                                &manifest,
-                                policy.as_ref(),
-                                id,
-                                &limits,
-                            )?);
+                            let r = Arc::new(compile_component(services, &app, id)?);
                             compiled.insert(id.clone(), r.clone());
                             r
                         }
@@ -79,13 +105,15 @@ impl App {
                 routes.push((route.clone(), target));
             }
         }
+        components.fill(&compiled);
         Ok(App {
             tenant: tenant.to_string(),
             name: manifest.name.clone(),
             routes: RouteTable::new(routes),
-            inflight: Arc::new(Semaphore::new(limits.max_concurrent_requests as usize)),
+            inflight,
             verifier: services.outbound.verifier(tenant),
             limits,
+            components: compiled,
         })
     }
 }
@@ -112,12 +140,12 @@ fn load_app_policy(manifest_path: &Path, manifest: &AppManifest) -> anyhow::Resu
 
 fn compile_component(
     services: &AppServices,
-    tenant: &str,
-    manifest: &AppManifest,
-    app_policy: Option<&Policy>,
+    app: &AppContext<'_>,
     id: &str,
-    limits: &Limits,
 ) -> anyhow::Result<ComponentRunner> {
+    let AppContext {
+        tenant, manifest, ..
+    } = *app;
     let component = manifest
         .components
         .get(id)
@@ -150,26 +178,27 @@ fn compile_component(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         dirs,
+        variables: Arc::new(app.variables.for_component(manifest, id)?),
     };
-    // Variables come only from manifest defaults until variable providers land.
-    let default_of = |name: &str| manifest.variables.get(name).and_then(|v| v.default.clone());
+    let value_of = |name: &str| app.variables.get(name);
     let mut scopes = services.outbound.tenant_scopes(tenant);
-    if let Some(policy) = app_policy {
+    if let Some(policy) = app.policy {
         scopes.push(policy.scope.clone());
         scopes.extend(policy.services.get(id).cloned());
     }
     let policy = PolicyChain::new(scopes);
     let settings = policy
-        .settings(&default_of)
+        .settings(&value_of)
         .map_err(|e| anyhow::anyhow!("component `{id}`: {e}"))?;
     let outbound = Arc::new(ComponentOutbound {
         labels: labels.clone(),
         allowed: manifest
-            .allowed_hosts(id, &default_of)
+            .allowed_hosts(id, &value_of)
             .with_context(|| format!("component `{id}`"))?,
         policy,
         settings,
-        pool: services.outbound.pool(tenant),
+        pools: services.outbound.pools(tenant),
+        app: app.components.clone(),
         outbound: services.outbound.clone(),
     });
     let runner = ComponentRunner::compile(
@@ -177,7 +206,7 @@ fn compile_component(
         &wasm,
         labels,
         environment,
-        limits.clone(),
+        app.limits.clone(),
         services.metrics.clone(),
         outbound,
     )?;

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::outbound::{ComponentOutbound, OutboundHooks};
 use crate::request_link::{RequestLink, StopCause};
 use crate::runtime::Runtime;
+use crate::spin_variables::ComponentVariables;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,12 +41,14 @@ pub struct ComponentLabels {
     pub component: String,
 }
 
-/// What a component's guest sees of the host: environment and read-only files.
+/// What a component's guest sees of the host: environment, read-only files
+/// and its variables.
 #[derive(Clone, Debug, Default)]
 pub struct GuestEnvironment {
     pub env: Vec<(String, String)>,
     /// (host directory, guest path), mounted read-only.
     pub dirs: Vec<(PathBuf, String)>,
+    pub variables: ComponentVariables,
 }
 
 /// A component compiled and linked for one app.
@@ -176,6 +179,7 @@ impl HandlerState for ComponentHost {
             memory: MemoryLimiter::new(self.limits.memory_bytes, 100_000),
             cpu: CpuBudget::new(self.limits.cpu_time(), self.tick),
             link: Arc::default(),
+            variables: self.environment.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);

@@ -7,6 +7,7 @@ use crate::runtime::RuntimeConfig;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tenant_config::Limits;
@@ -75,6 +76,17 @@ pub struct Cli {
     /// Append outbound audit records (JSON lines) to this file instead of the log.
     #[arg(long, env = "OKRA_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+    /// A value for the `--app` apps' variable NAME, NAME=VALUE (repeatable);
+    /// beats OKRA_VARIABLE_<NAME>, which beats the manifest default.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// A public listener of this cluster that self-routes balance over
+    /// (repeatable) [default: this gateway's --listen].
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub peers: Vec<SocketAddr>,
+    /// Chained and self-route hops one request may take [default: 10].
+    #[arg(long, env = "OKRA_MAX_HOPS")]
+    pub max_hops: Option<u32>,
 }
 
 /// An app served without the control plane.
@@ -97,6 +109,10 @@ pub struct OperatorConfig {
     pub runtime: RuntimeConfig,
     pub outbound: OutboundConfig,
     pub apps: Vec<StaticApp>,
+    /// Variable values for the `--app` apps, by variable name.
+    pub variables: BTreeMap<String, String>,
+    /// Public listeners self-routes balance over; empty means `listen`.
+    pub peers: Vec<SocketAddr>,
 }
 
 impl Default for OperatorConfig {
@@ -109,6 +125,8 @@ impl Default for OperatorConfig {
             runtime: RuntimeConfig::default(),
             outbound: OutboundConfig::default(),
             apps: Vec::new(),
+            variables: BTreeMap::new(),
+            peers: Vec::new(),
         }
     }
 }
@@ -139,7 +157,21 @@ impl OperatorConfig {
             epoch_tick_ms => runtime.epoch_tick_ms,
             block_networks => outbound.block_networks,
             outbound_max_connections => outbound.max_connections_per_tenant,
+            max_hops => outbound.max_hops,
         );
+        if !cli.peers.is_empty() {
+            config.peers = cli.peers;
+        }
+        for spec in &cli.vars {
+            let Some((name, value)) = spec.split_once('=') else {
+                bail!("--var {spec:?}: expected NAME=VALUE");
+            };
+            let name = name.trim();
+            if let Err(why) = tenant_config::variables::validate_variable_name(name) {
+                bail!("--var {spec:?}: {name:?} is not a variable name: {why}");
+            }
+            config.variables.insert(name.to_string(), value.to_string());
+        }
         if cli.outbound_extra_ca_file.is_some() {
             config.outbound.extra_ca_file = cli.outbound_extra_ca_file;
         }
@@ -186,6 +218,24 @@ impl OperatorConfig {
             *path = dir.join(&*path);
         }
         Ok(config)
+    }
+
+    /// The value of variable `name` for the `--app` apps: `--var`, then
+    /// `OKRA_VARIABLE_<NAME>`.
+    pub fn variable(&self, name: &str) -> Option<String> {
+        self.variables
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(format!("OKRA_VARIABLE_{}", name.to_ascii_uppercase())).ok())
+    }
+
+    /// The listeners self-routes balance over.
+    pub fn self_route_peers(&self) -> Vec<SocketAddr> {
+        if self.peers.is_empty() {
+            vec![self.listen]
+        } else {
+            self.peers.clone()
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -257,6 +307,20 @@ mod tests {
         assert_eq!(c.apps[0].manifest, dir.path().join("a/spin.toml"));
         assert_eq!(c.apps[1].host, "b.localhost");
         assert_eq!(c.metrics_listen.port(), 9090);
+        assert_eq!(c.self_route_peers(), [c.listen]);
+    }
+
+    #[test]
+    fn variables_come_from_flags_then_the_environment() {
+        let c = OperatorConfig::from_cli(cli(&["--var", "api_url=http://a=b"])).unwrap();
+        assert_eq!(c.variable("api_url").as_deref(), Some("http://a=b"));
+        // SAFETY of the test: the name is unique to this test.
+        unsafe { std::env::set_var("OKRA_VARIABLE_ONLY_IN_ENV_FOR_TEST", "from-env") };
+        assert_eq!(
+            c.variable("only_in_env_for_test").as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(c.variable("unset_anywhere"), None);
     }
 
     #[test]
@@ -267,6 +331,13 @@ mod tests {
         assert!(e.to_string().contains("max_memory_bytes"), "{e}");
         let e = OperatorConfig::from_cli(cli(&["--app", "a=x", "--app", "A=y"])).unwrap_err();
         assert!(e.to_string().contains("more than one app"), "{e}");
+        let e = OperatorConfig::from_cli(cli(&["--var", "novalue"])).unwrap_err();
+        assert!(e.to_string().contains("NAME=VALUE"), "{e}");
+        let e = OperatorConfig::from_cli(cli(&["--var", "Api-Url=x"])).unwrap_err();
+        assert!(
+            e.to_string().contains("\"Api-Url\" is not a variable name"),
+            "{e}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "lisen = 1\n").unwrap();

@@ -4,7 +4,7 @@
 
 use crate::app::{App, RouteTarget, Snapshot};
 use crate::component::ComponentRunner;
-use crate::inbound::InboundContext;
+use crate::inbound::{HOPS_HEADER, InboundContext};
 use crate::metrics::Metrics;
 use crate::request_body::ChannelBody;
 use crate::request_link::{RequestLink, StopCause};
@@ -25,7 +25,7 @@ use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::ExpirationError;
 
 /// Hop-by-hop headers: never forwarded between the client and the guest.
-const HOP_BY_HOP: &[&str] = &[
+pub(crate) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -231,6 +231,7 @@ async fn run_component(
     }
     let inbound = Arc::new(InboundContext::from_headers(
         &session.req_header().headers,
+        host,
         app.verifier.as_deref(),
     ));
     let request = match guest_request(session, host, pattern, matched, body) {
@@ -364,7 +365,7 @@ fn has_both_length_headers(session: &ServerSession) -> bool {
 }
 
 /// Builds the request the guest sees: absolute URI, client headers minus
-/// hop-by-hop and `spin-*`, then Spin's own headers.
+/// hop-by-hop, `spin-*` and the hop count, then Spin's own headers.
 fn guest_request(
     session: &ServerSession,
     host: &str,
@@ -388,7 +389,7 @@ fn guest_request(
         .ok_or_else(|| format!("invalid request target {uri:?}"))?;
     for (name, value) in header.headers.iter() {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || is_reserved_header(n) {
+        if HOP_BY_HOP.contains(&n) || is_reserved_header(n) || n == HOPS_HEADER {
             continue;
         }
         headers.append(name.clone(), value.clone());

@@ -1,9 +1,10 @@
 //! What each guest instance's `Store` carries: its WASI and wasi:http contexts,
-//! the outbound hook, and the per-request limits (memory, CPU) with the flags
+//! the outbound hook, its variables, and the per-request limits (memory, CPU) with the flags
 //! that say which limit stopped it.
 
 use crate::outbound::OutboundHooks;
 use crate::request_link::{RequestLink, StopCause};
+use crate::spin_variables::ComponentVariables;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
@@ -21,6 +22,8 @@ pub struct GuestState {
     pub cpu: CpuBudget,
     /// The request this instance serves; set when the request starts.
     pub link: Arc<RequestLink>,
+    /// The component's variables, for the variables interfaces.
+    pub variables: ComponentVariables,
 }
 
 impl WasiView for GuestState {

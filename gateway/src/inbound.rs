@@ -2,7 +2,9 @@
 //! `x-request-id` (a valid one from the client is kept), its W3C trace
 //! context (continued from the client's `traceparent` or newly started), and
 //! the claims of its `Authorization: Bearer` JWT, verified against the
-//! tenant's keys. A missing or unverifiable token means empty claims.
+//! tenant's keys. A missing or unverifiable token means empty claims. Also
+//! the Host the app was reached by (self-routes reuse it) and the hop count
+//! of chained and self-routed requests.
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -16,7 +18,16 @@ pub struct InboundContext {
     pub trace: TraceContext,
     /// Verified claims, or `{}`.
     pub claims: Value,
+    /// The `Host` the client reached the app by.
+    pub host: String,
+    /// Chained or self-routed hops that led to this request; 0 from a client.
+    pub hops: u32,
 }
+
+/// Carries the hop count of a self-routed request back into the edge. A
+/// guest cannot set it (the gateway overwrites it); a client that sends it
+/// only shortens its own hop budget.
+pub const HOPS_HEADER: &str = "okra-hops";
 
 impl Default for InboundContext {
     fn default() -> Self {
@@ -24,21 +35,38 @@ impl Default for InboundContext {
             request_id: new_request_id(),
             trace: TraceContext::continue_or_start(None),
             claims: Value::Object(Default::default()),
+            host: String::new(),
+            hops: 0,
         }
     }
 }
 
 impl InboundContext {
-    /// Reads the client's `x-request-id`, `traceparent` and `Authorization`.
-    pub fn from_headers(headers: &http::HeaderMap, verifier: Option<&JwtVerifier>) -> Self {
+    /// Reads the client's `x-request-id`, `traceparent`, `Authorization`
+    /// and hop count.
+    pub fn from_headers(
+        headers: &http::HeaderMap,
+        host: &str,
+        verifier: Option<&JwtVerifier>,
+    ) -> Self {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         InboundContext {
+            host: host.to_string(),
+            hops: text(HOPS_HEADER).and_then(|h| h.parse().ok()).unwrap_or(0),
             request_id: request_id(text("x-request-id")),
             trace: TraceContext::continue_or_start(text("traceparent")),
             claims: verifier.map_or_else(
                 || Value::Object(Default::default()),
                 |v| v.claims(text("authorization")),
             ),
+        }
+    }
+
+    /// The context of a request this one makes to its own app.
+    pub fn next_hop(&self) -> Self {
+        InboundContext {
+            hops: self.hops.saturating_add(1),
+            ..self.clone()
         }
     }
 }

@@ -14,3 +14,4 @@ pub mod request_link;
 pub mod runtime;
 pub mod server;
 pub mod spin_stubs;
+pub mod spin_variables;

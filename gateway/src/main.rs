@@ -9,6 +9,7 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("OKRA_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let config = match OperatorConfig::from_cli(Cli::parse()) {
         Ok(c) => c,

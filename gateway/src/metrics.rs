@@ -24,6 +24,7 @@ pub struct Metrics {
     pub outbound_failures_total: IntCounterVec,
     pub outbound_pool_connections: IntGaugeVec,
     pub outbound_pool_connects_total: IntCounterVec,
+    pub peer_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -99,6 +100,12 @@ impl Metrics {
                 "okra_outbound_pool_connects_total",
                 "Outbound connections opened per tenant; requests minus this were served by reused connections",
                 &["tenant"],
+            )?,
+            peer_up: gauges(
+                r,
+                "okra_peer_up",
+                "1 while a self-route peer passes its TCP health check, else 0",
+                &["peer"],
             )?,
             registry,
         })

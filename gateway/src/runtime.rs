@@ -100,10 +100,12 @@ impl Runtime {
         })
     }
 
-    /// A linker for one component: the shared one plus "unsupported" stubs
-    /// for any Spin platform interface the component imports.
+    /// A linker for one component: the shared one plus its variables
+    /// interfaces and "unsupported" stubs for any other Spin platform
+    /// interface the component imports.
     pub fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
         let mut linker = self.linker.clone();
+        crate::spin_variables::define(&mut linker, &self.engine, component)?;
         spin_stubs::define_unsupported(&mut linker, &self.engine, component)?;
         Ok(linker)
     }

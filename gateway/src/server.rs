@@ -1,11 +1,11 @@
-//! Assembles the gateway process: engine, apps, the Pingora edge listener and
-//! the metrics listener.
+//! Assembles the gateway process: engine, apps, the Pingora edge listener,
+//! the metrics listener and the self-route peers' health checks.
 
 use crate::app::{App, AppServices, Snapshot};
 use crate::config::OperatorConfig;
 use crate::edge::Edge;
 use crate::metrics::{Metrics, MetricsApp};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Peers};
 use crate::runtime::Runtime;
 use anyhow::Context as _;
 use pingora::apps::http_app::HttpServer;
@@ -21,11 +21,17 @@ pub const LOCAL_TENANT: &str = "local";
 /// Builds the server; `run_forever` on the result serves until a signal.
 pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     let metrics = Arc::new(Metrics::new()?);
+    let (peers, peer_health) = Peers::new(&config.self_route_peers(), metrics.clone())?;
     let services = AppServices {
         runtime: Runtime::new(config.runtime.clone())?,
-        outbound: Arc::new(Outbound::new(config.outbound.clone(), metrics.clone())?),
+        outbound: Arc::new(Outbound::new(
+            config.outbound.clone(),
+            metrics.clone(),
+            peers,
+        )?),
         metrics: metrics.clone(),
     };
+    let variable = |name: &str| config.variable(name);
     let mut snapshot = Snapshot::default();
     for app in &config.apps {
         let loaded = App::load(
@@ -33,6 +39,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
             LOCAL_TENANT,
             &app.manifest,
             config.limits.clone(),
+            &variable,
         )
         .with_context(|| format!("loading the app for {}", app.host))?;
         tracing::info!(host = %app.host, app = %loaded.name, "app loaded");
@@ -70,6 +77,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     metrics_service.add_tcp(&config.metrics_listen.to_string());
     server.add_service(edge);
     server.add_service(metrics_service);
+    server.add_service(peer_health);
     ready.store(true, Ordering::Release);
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "gateway starting");
     Ok(server)

@@ -1,6 +1,6 @@
 //! "Unsupported" implementations of Spin platform interfaces Okra does not
 //! provide yet (key-value, llm, redis, sqlite, mysql, postgres, mqtt,
-//! variables, wasi:keyvalue, wasi:config, ...).
+//! wasi:keyvalue, ...). Variables are real: see `spin_variables`.
 //!
 //! A spin-sdk component may import any of them; instantiation must not fail
 //! because of that. Each imported function is defined from its own type:
@@ -51,7 +51,9 @@ pub fn define_unsupported(
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
         };
-        if !SPIN_PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        if !SPIN_PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p))
+            || crate::spin_variables::provides(name)
+        {
             continue;
         }
         let mut root = linker.root();

@@ -252,9 +252,9 @@ async fn spin_interfaces_okra_lacks_return_their_own_errors() {
     assert_eq!(r.text(), "error: Error::ModelNotSupported");
     let r = get(&gw, "k.localhost", "/p3/t/kv").await;
     assert_eq!(r.text(), "error: Error::NoSuchStore");
-    let r = get(&gw, "k.localhost", "/p3/t/variable").await;
+    let r = get(&gw, "k.localhost", "/p3/t/variable?name=anything").await;
     assert!(
-        r.text().starts_with("error: Error::Undefined("),
+        r.text().starts_with("error=Error::Undefined("),
         "{}",
         r.text()
     );

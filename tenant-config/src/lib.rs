@@ -11,6 +11,7 @@ pub mod policy;
 pub mod routes;
 pub mod spin_headers;
 pub mod template;
+pub mod variables;
 
 pub use allowed_hosts::{AllowedHostError, AllowedHosts, OutboundUrl};
 pub use limits::Limits;
@@ -18,3 +19,4 @@ pub use manifest::{
     AppManifest, Component, HttpTrigger, ManifestError, StaticResponse, TriggerHandler,
 };
 pub use routes::{RouteMatch, RoutePattern, RouteTable};
+pub use variables::{AppVariables, VariableError, VariableValue};

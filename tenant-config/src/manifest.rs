@@ -593,7 +593,7 @@ fn explain_serde(message: &str) -> String {
 
 /// Spin's variable names: lowercase letters, digits and `_`, starting with a
 /// letter, ending alphanumeric, no `__`.
-fn validate_variable_name(name: &str) -> Result<(), &'static str> {
+pub fn validate_variable_name(name: &str) -> Result<(), &'static str> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');

@@ -1,5 +1,5 @@
 //! The audit trail that `policy.http.fetch.audit` turns on: one JSON record
-//! per outbound request (tenant, app, component, method, URL with query
+//! per outbound request (tenant, app, component, kind, method, URL with query
 //! values redacted, decision and the rule that decided, status, response
 //! bytes, duration), appended to the operator's audit file or, with none
 //! configured, logged under the `okra::audit` target.
@@ -16,6 +16,8 @@ pub struct AuditRecord {
     pub tenant: String,
     pub app: String,
     pub component: String,
+    /// `external`, `chained` or `self`.
+    pub kind: &'static str,
     pub method: String,
     pub url: String,
     /// `allow` or `deny`.

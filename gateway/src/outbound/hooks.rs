@@ -1,20 +1,31 @@
 //! The per-instance wasi:http hook and the send path every guest request
-//! takes: `allowed_outbound_hosts`, then the Okra policy chain, then header
-//! injection (policy headers, `x-request-id`, `traceparent`), then the
-//! tenant's pool. Body limits apply both ways while streaming; metrics,
-//! logs and (with `audit`) an audit record follow every request.
+//! takes. `allowed_outbound_hosts` decides first, for every kind of request;
+//! then the request goes one of three ways (DESIGN §2):
+//!
+//! - `<id>.spin.internal`: chained in-process to a component of the same app;
+//! - relative, `self` or `self.alt`: a self-route through the peers' load
+//!   balancer, re-entering public routing under the app's hostname;
+//! - anything else: external, through the Okra policy chain, header
+//!   injection and the tenant's pool.
+//!
+//! All three carry `x-request-id` (and `traceparent` with tracing on); the
+//! first two count hops and stop at `max_hops` with `loop-detected`. Body
+//! limits apply both ways while streaming; metrics, logs and (with `audit`)
+//! an audit record follow every request.
 
-use super::Outbound;
 use super::audit::{AuditRecord, redact_query};
 use super::body::CappedBody;
-use super::pool::{SendFailure, TenantPool};
+use super::chaining::AppComponents;
+use super::pool::{SendFailure, Timeouts};
+use super::{Outbound, TenantPools};
 use crate::component::ComponentLabels;
-use crate::inbound::InboundContext;
+use crate::inbound::{HOPS_HEADER, InboundContext};
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+use tenant_config::allowed_hosts::SERVICE_CHAINING_SUFFIX;
 use tenant_config::policy::{PolicyChain, RequestFacts, Settings};
 use tenant_config::{AllowedHosts, OutboundUrl};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -26,9 +37,32 @@ pub struct ComponentOutbound {
     pub policy: PolicyChain,
     /// What the policy scopes settle (computed at load).
     pub settings: Settings,
-    /// The tenant's pool.
-    pub pool: Arc<TenantPool>,
+    /// The tenant's pools.
+    pub pools: TenantPools,
+    /// The components of this component's app, for chaining.
+    pub app: Arc<AppComponents>,
     pub outbound: Arc<Outbound>,
+}
+
+/// Where an allowed request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destination {
+    External,
+    /// A component of the same app, by id.
+    Chained(String),
+    /// The app itself, through the peers.
+    SelfRoute,
+}
+
+impl Destination {
+    /// The `kind` label of `okra_outbound_requests_total`.
+    fn kind(&self) -> &'static str {
+        match self {
+            Destination::External => "external",
+            Destination::Chained(_) => "chained",
+            Destination::SelfRoute => "self",
+        }
+    }
 }
 
 /// The `WasiHttpHooks` of one instance.
@@ -57,6 +91,12 @@ impl WasiHttpHooks for OutboundHooks {
         })
     }
 }
+
+/// A refusal and the kind of request it stopped.
+type Denied = Box<(Refusal, Destination)>;
+
+/// The rule name of refusals by the allow-list.
+const ALLOW_LIST: &str = "allowed_outbound_hosts";
 
 /// A refusal before anything was sent: the failure and the rule that decided.
 struct Refusal {
@@ -89,6 +129,7 @@ impl ComponentOutbound {
             tenant: l.tenant.clone(),
             app: l.app.clone(),
             component: l.component.clone(),
+            kind: "external",
             method: request.method().to_string(),
             url: redact_query(&request.uri().to_string()),
             decision: "allow",
@@ -98,21 +139,32 @@ impl ComponentOutbound {
             error: None,
             duration_ms: 0.0,
         };
-        let request = match self.authorise(request, inbound) {
-            Ok(request) => request,
-            Err(refusal) => {
+        let (request, destination) = match self.authorise(request, inbound) {
+            Ok(allowed) => allowed,
+            Err(denied) => {
+                let (refusal, destination) = *denied;
                 audit.decision = "deny";
                 audit.rule = refusal.rule;
                 audit.error = Some(refusal.failure.reason);
-                return Err(self.fail(refusal.failure, started, audit));
+                return Err(self.fail(refusal.failure, destination.kind(), started, audit));
             }
         };
+        let kind = destination.kind();
+        audit.kind = kind;
         audit.url = redact_query(&request.uri().to_string());
         let timeouts = self.outbound.timeouts(options.as_ref(), &self.settings);
-        match self.pool.send(request, timeouts).await {
+        let sent = match &destination {
+            Destination::External => self.pools.external.send(request, timeouts).await,
+            Destination::Chained(id) => self.app.call(id, request, inbound).await,
+            Destination::SelfRoute => self.send_to_peer(request, inbound, timeouts).await,
+        };
+        match sent {
             Ok(response) => {
-                self.count("ok", started);
-                let limit = self.settings.max_body_bytes;
+                self.count(kind, "ok", started);
+                let limit = match destination {
+                    Destination::External => self.settings.max_body_bytes,
+                    _ => None,
+                };
                 if limit.is_none() && !self.settings.audit {
                     return Ok(response);
                 }
@@ -137,60 +189,160 @@ impl ComponentOutbound {
                     audit.decision = "deny";
                     audit.rule = "block_networks".into();
                 }
-                Err(self.fail(failure, started, audit))
+                Err(self.fail(failure, kind, started, audit))
             }
         }
     }
 
-    /// Runs every check; returns the request as it will be sent: URI
-    /// normalised to the host the checks judged (so `0x7f.1` is dialled as
-    /// the `127.0.0.1` it was judged as), guest `Host` dropped, policy and
-    /// correlation headers added, body capped.
-    fn authorise(
+    /// Sends a self-route to the next healthy peer, under the Host the app
+    /// was reached by, one hop further.
+    async fn send_to_peer(
         &self,
         mut request: http::Request<WasiBody>,
         inbound: &InboundContext,
-    ) -> Result<http::Request<WasiBody>, Refusal> {
-        const ALLOW_LIST: &str = "allowed_outbound_hosts";
+        timeouts: Timeouts,
+    ) -> Result<http::Response<WasiBody>, SendFailure> {
+        let failure = |code, reason, detail: String| SendFailure {
+            code,
+            reason,
+            detail,
+        };
+        let peer = self.outbound.peers.pick().ok_or_else(|| {
+            failure(
+                Error::ConnectionRefused,
+                "no_peer",
+                "every peer failed its health check".into(),
+            )
+        })?;
+        let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = format!("http://{peer}{path_and_query}");
+        *request.uri_mut() = uri
+            .parse()
+            .map_err(|_| failure(Error::HttpRequestUriInvalid, "bad_uri", uri))?;
+        let host = HeaderValue::from_str(&inbound.host).map_err(|_| {
+            failure(
+                Error::HttpRequestUriInvalid,
+                "bad_uri",
+                format!("the app's host {:?} is not a header value", inbound.host),
+            )
+        })?;
+        let headers = request.headers_mut();
+        headers.insert(http::header::HOST, host);
+        headers.insert(
+            HOPS_HEADER,
+            HeaderValue::from(inbound.hops.saturating_add(1)),
+        );
+        self.pools.peers.send(request, timeouts).await
+    }
+
+    /// Runs every check; returns the request as it will be sent, and where.
+    /// External requests get their URI normalised to the host the checks
+    /// judged (so `0x7f.1` is dialled as the `127.0.0.1` it was judged as),
+    /// the guest's `Host` dropped, policy and correlation headers added and
+    /// the body capped. A refusal says which kind of request it stopped.
+    fn authorise(
+        &self,
+        request: http::Request<WasiBody>,
+        inbound: &InboundContext,
+    ) -> Result<(http::Request<WasiBody>, Destination), Denied> {
         let uri = request.uri().clone();
         let host = uri.host().unwrap_or("");
-        if host.is_empty() || host.eq_ignore_ascii_case("self.alt") {
-            let code = if self.allowed.allows_relative() {
-                Error::HttpRequestUriInvalid
-            } else {
-                Error::HttpRequestDenied
-            };
-            return Err(refuse(
-                code,
-                "self_request",
-                ALLOW_LIST,
-                format!("{uri}: requests to the app itself are not supported yet"),
-            ));
+        if host.is_empty()
+            || host.eq_ignore_ascii_case("self")
+            || host.eq_ignore_ascii_case("self.alt")
+        {
+            if !self.allowed.allows_relative() {
+                return Err(self.not_allowed(&uri, "\"http://self\"", Destination::SelfRoute));
+            }
+            return self.internal(request, inbound, Destination::SelfRoute);
         }
+        let external = |refusal| Box::new((refusal, Destination::External));
         let bad_uri =
             |detail: String| refuse(Error::HttpRequestUriInvalid, "bad_uri", "uri", detail);
         let url = OutboundUrl::parse(&uri.to_string(), "https")
-            .map_err(|_| bad_uri(format!("{uri} is not a URL Okra can check")))?;
-        if !self.allowed.allows(&url) {
-            return Err(refuse(
-                Error::HttpRequestDenied,
-                "allowed_outbound_hosts",
-                ALLOW_LIST,
-                format!(
-                    "{url} is not in allowed_outbound_hosts of component `{}`; add \"{url}\" to allow it",
-                    self.labels.component
-                ),
-            ));
-        }
+            .map_err(|_| external(bad_uri(format!("{uri} is not a URL Okra can check"))))?;
         let host = url.host.to_string();
-        if host.ends_with(tenant_config::allowed_hosts::SERVICE_CHAINING_SUFFIX) {
-            return Err(refuse(
-                Error::HttpRequestDenied,
-                "service_chaining",
-                ALLOW_LIST,
-                format!("{url}: service chaining is not supported yet"),
-            ));
+        let destination = match host.strip_suffix(SERVICE_CHAINING_SUFFIX) {
+            Some(id) => Destination::Chained(id.to_string()),
+            None => Destination::External,
+        };
+        if !self.allowed.allows(&url) {
+            return Err(self.not_allowed(&url, &format!("\"{url}\""), destination));
         }
+        if let Destination::Chained(id) = &destination {
+            if id.is_empty() || id.contains('.') {
+                // Spin splits at the first dot: `a.b.spin.internal` is no
+                // component, and spin.internal names are never looked up in DNS.
+                let detail = format!("{url}: `{id}` is not a component id");
+                let refusal = refuse(
+                    Error::DestinationNotFound,
+                    "chain_target",
+                    "service_chaining",
+                    detail,
+                );
+                return Err(Box::new((refusal, destination)));
+            }
+            return self.internal(request, inbound, destination);
+        }
+        self.external(request, &uri, &url, inbound)
+            .map(|r| (r, Destination::External))
+            .map_err(external)
+    }
+
+    /// A refusal by the allow-list, saying which entry would allow `target`.
+    fn not_allowed(
+        &self,
+        target: &dyn std::fmt::Display,
+        entry: &str,
+        destination: Destination,
+    ) -> Denied {
+        let detail = format!(
+            "{target} is not allowed by allowed_outbound_hosts of component `{}`; add {entry} to allow it",
+            self.labels.component
+        );
+        let refusal = refuse(
+            Error::HttpRequestDenied,
+            "allowed_outbound_hosts",
+            ALLOW_LIST,
+            detail,
+        );
+        Box::new((refusal, destination))
+    }
+
+    /// Readies an allowed chained or self-routed request: hop limit, then
+    /// correlation headers. Okra's `http.fetch` policy governs requests
+    /// that leave the app, so it does not apply here.
+    fn internal(
+        &self,
+        mut request: http::Request<WasiBody>,
+        inbound: &InboundContext,
+        destination: Destination,
+    ) -> Result<(http::Request<WasiBody>, Destination), Denied> {
+        let max = self.outbound.max_hops();
+        if inbound.hops >= max {
+            let detail = format!(
+                "{}: the request already took {} chained or self-route hops (max_hops = {max})",
+                request.uri(),
+                inbound.hops
+            );
+            let refusal = refuse(Error::LoopDetected, "loop_detected", "max_hops", detail);
+            return Err(Box::new((refusal, destination)));
+        }
+        self.correlate(request.headers_mut(), inbound);
+        Ok((request, destination))
+    }
+
+    /// Checks and readies an external request.
+    fn external(
+        &self,
+        mut request: http::Request<WasiBody>,
+        uri: &http::Uri,
+        url: &OutboundUrl,
+        inbound: &InboundContext,
+    ) -> Result<http::Request<WasiBody>, Refusal> {
+        let bad_uri =
+            |detail: String| refuse(Error::HttpRequestUriInvalid, "bad_uri", "uri", detail);
+        let host = url.host.to_string();
         let scheme = url.scheme.as_str();
         if scheme != "http" && scheme != "https" {
             return Err(bad_uri(format!("scheme {scheme:?} is not http or https")));
@@ -227,7 +379,7 @@ impl ComponentOutbound {
                 app: &self.labels.app,
                 component: &self.labels.component,
             };
-            if let Err(denial) = self.policy.check(&url, &facts) {
+            if let Err(denial) = self.policy.check(url, &facts) {
                 return Err(refuse(
                     Error::HttpRequestDenied,
                     "policy",
@@ -246,14 +398,7 @@ impl ComponentOutbound {
                 headers.insert(n, v);
             }
         }
-        if let Ok(id) = HeaderValue::from_str(&inbound.request_id) {
-            headers.insert("x-request-id", id);
-        }
-        if self.settings.tracing
-            && let Ok(tp) = HeaderValue::from_str(&inbound.trace.child_traceparent())
-        {
-            headers.insert("traceparent", tp);
-        }
+        self.correlate(headers, inbound);
 
         if let Some(limit) = self.settings.max_body_bytes {
             let declared = request
@@ -277,14 +422,33 @@ impl ComponentOutbound {
         Ok(request)
     }
 
+    /// Adds `x-request-id` and, with tracing on, a child `traceparent`.
+    fn correlate(&self, headers: &mut http::HeaderMap, inbound: &InboundContext) {
+        if let Ok(id) = HeaderValue::from_str(&inbound.request_id) {
+            headers.insert("x-request-id", id);
+        }
+        if self.settings.tracing
+            && let Ok(tp) = HeaderValue::from_str(&inbound.trace.child_traceparent())
+        {
+            headers.insert("traceparent", tp);
+        }
+    }
+
     /// Counts, logs and (with `audit`) records a request that got no response.
-    fn fail(&self, failure: SendFailure, started: Instant, mut audit: AuditRecord) -> Error {
+    fn fail(
+        &self,
+        failure: SendFailure,
+        kind: &'static str,
+        started: Instant,
+        mut audit: AuditRecord,
+    ) -> Error {
         let outcome = if matches!(failure.code, Error::HttpRequestDenied) {
             "denied"
         } else {
             "error"
         };
-        self.count(outcome, started);
+        self.count(kind, outcome, started);
+        audit.kind = kind;
         let l = &self.labels;
         self.outbound
             .metrics
@@ -296,6 +460,7 @@ impl ComponentOutbound {
             app = %l.app,
             component = %l.component,
             request_id = %audit.request_id,
+            kind,
             reason = failure.reason,
             code = ?failure.code,
             "outbound request refused: {}",
@@ -308,16 +473,16 @@ impl ComponentOutbound {
         failure.code
     }
 
-    fn count(&self, outcome: &str, started: Instant) {
+    fn count(&self, kind: &str, outcome: &str, started: Instant) {
         let metrics = &self.outbound.metrics;
         let l = &self.labels;
         metrics
             .outbound_requests_total
-            .with_label_values(&[&l.tenant, &l.app, "external", outcome])
+            .with_label_values(&[&l.tenant, &l.app, kind, outcome])
             .inc();
         metrics
             .outbound_duration_seconds
-            .with_label_values(&[&l.tenant, "external"])
+            .with_label_values(&[&l.tenant, kind])
             .observe(started.elapsed().as_secs_f64());
     }
 }

@@ -1,21 +1,26 @@
 //! Outbound HTTP from guests. Every wasi:http send (0.2 and 0.3) arrives at
 //! [`OutboundHooks::send_request`], which checks the component's
-//! `allowed_outbound_hosts`, then hands the request to its tenant's pool; the
-//! pool's connector resolves the host and refuses blocked networks before it
-//! dials. A refusal reaches the guest as a wasi:http error code, never a trap.
-//! Okra's `http.fetch` policy (operator, tenant, app and component scopes)
-//! is checked right after the allow-list.
+//! `allowed_outbound_hosts`, then chains `*.spin.internal` requests
+//! in-process, sends self-routes to a peer, and hands everything else,
+//! after Okra's `http.fetch` policy (operator, tenant, app and component
+//! scopes), to its tenant's pool; the pool's connector resolves the host and
+//! refuses blocked networks before it dials. A refusal reaches the guest as
+//! a wasi:http error code, never a trap.
 
 mod audit;
 mod block_networks;
 mod body;
+mod chaining;
 mod connector;
 mod hooks;
+mod peers;
 mod pool;
 mod resolver;
 
 pub use block_networks::BlockedNetworks;
+pub use chaining::AppComponents;
 pub use hooks::{ComponentOutbound, OutboundHooks};
+pub use peers::Peers;
 pub use pool::{TenantPool, Timeouts};
 pub use resolver::Resolver;
 
@@ -60,6 +65,9 @@ pub struct OutboundConfig {
     pub tenant_policies: BTreeMap<String, PathBuf>,
     /// Where audit records go (JSON lines); the log when unset.
     pub audit_log: Option<PathBuf>,
+    /// Chained and self-route hops one request may take before the guest
+    /// gets `loop-detected`.
+    pub max_hops: u32,
 }
 
 impl Default for OutboundConfig {
@@ -77,6 +85,7 @@ impl Default for OutboundConfig {
             global_policy: None,
             tenant_policies: BTreeMap::new(),
             audit_log: None,
+            max_hops: 10,
         }
     }
 }
@@ -89,15 +98,20 @@ pub struct Outbound {
     blocked: Arc<BlockedNetworks>,
     tls: tokio_rustls::TlsConnector,
     metrics: Arc<Metrics>,
-    pools: Mutex<HashMap<String, Arc<TenantPool>>>,
+    pools: Mutex<HashMap<String, TenantPools>>,
     global_policy: Option<Policy>,
     tenant_policies: HashMap<String, Policy>,
     verifiers: HashMap<String, Arc<JwtVerifier>>,
     audit: AuditLog,
+    peers: Peers,
 }
 
 impl Outbound {
-    pub fn new(config: OutboundConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: OutboundConfig,
+        metrics: Arc<Metrics>,
+        peers: Peers,
+    ) -> anyhow::Result<Self> {
         if config.max_connections_per_tenant == 0 {
             anyhow::bail!("outbound.max_connections_per_tenant must be at least 1");
         }
@@ -126,6 +140,7 @@ impl Outbound {
             tls: tls_connector(config.extra_ca_file.as_deref())?,
             metrics,
             pools: Mutex::default(),
+            peers,
             config,
         })
     }
@@ -178,15 +193,15 @@ impl Outbound {
         }
     }
 
-    /// The tenant's pool, made on first use. Components take theirs when
-    /// they load, so the request path never looks it up.
-    pub fn pool(&self, tenant: &str) -> Arc<TenantPool> {
+    /// The tenant's pools, made on first use. Components take theirs when
+    /// they load, so the request path never looks them up.
+    pub fn pools(&self, tenant: &str) -> TenantPools {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools
             .entry(tenant.to_string())
             .or_insert_with(|| {
                 let max = self.config.max_connections_per_tenant as usize;
-                let connector = TenantConnector {
+                let external = TenantConnector {
                     resolver: self.resolver.clone(),
                     blocked: self.blocked.clone(),
                     tls: self.tls.clone(),
@@ -204,13 +219,33 @@ impl Outbound {
                             .with_label_values(&[tenant]),
                     },
                 };
-                Arc::new(TenantPool::new(
-                    connector,
-                    Duration::from_millis(self.config.idle_timeout_ms),
-                ))
+                // Peers are the operator's own listeners: exempt from
+                // block_networks, but sharing the tenant's connection cap.
+                let peers = TenantConnector {
+                    blocked: Arc::new(BlockedNetworks::default()),
+                    ..external.clone()
+                };
+                let idle = Duration::from_millis(self.config.idle_timeout_ms);
+                TenantPools {
+                    external: Arc::new(TenantPool::new(external, idle)),
+                    peers: Arc::new(TenantPool::new(peers, idle)),
+                }
             })
             .clone()
     }
+
+    /// Hops a request may take through chaining and self-routes.
+    pub fn max_hops(&self) -> u32 {
+        self.config.max_hops
+    }
+}
+
+/// One tenant's clients: to the outside world, and to the gateway's peers
+/// for self-routes.
+#[derive(Clone)]
+pub struct TenantPools {
+    pub external: Arc<TenantPool>,
+    pub peers: Arc<TenantPool>,
 }
 
 /// rustls with the webpki roots (plus the operator's extra CAs), ALPN h2 and http/1.1.
@@ -291,6 +326,12 @@ mod tests {
         addr
     }
 
+    fn outbound_with(config: OutboundConfig) -> Outbound {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let (peers, _) = Peers::new(&["127.0.0.1:1".parse().unwrap()], metrics.clone()).unwrap();
+        Outbound::new(config, metrics, peers).unwrap()
+    }
+
     #[tokio::test]
     async fn one_tenant_cannot_use_up_anothers_connections() {
         let addr = stalling_upstream().await;
@@ -299,7 +340,7 @@ mod tests {
             max_connections_per_tenant: 1,
             ..OutboundConfig::default()
         };
-        let outbound = Outbound::new(config, Arc::new(Metrics::new().unwrap())).unwrap();
+        let outbound = outbound_with(config);
         let request = || {
             let body = http_body_util::Empty::new()
                 .map_err(|never| match never {})
@@ -314,15 +355,20 @@ mod tests {
             between_bytes: Duration::from_secs(30),
         };
         // Tenant a's only connection is busy with an unfinished body...
-        let held = outbound.pool("a").send(request(), timeouts).await.unwrap();
-        let refused = outbound
-            .pool("a")
-            .send(request(), timeouts)
-            .await
-            .unwrap_err();
+        let a = outbound.pools("a");
+        let held = a.external.send(request(), timeouts).await.unwrap();
+        let refused = a.external.send(request(), timeouts).await.unwrap_err();
+        assert_eq!(refused.reason, "connection_limit", "{}", refused.detail);
+        // ...and self-routes to peers count against the same cap...
+        let refused = a.peers.send(request(), timeouts).await.unwrap_err();
         assert_eq!(refused.reason, "connection_limit", "{}", refused.detail);
         // ...which leaves tenant b's allowance untouched.
-        let other = outbound.pool("b").send(request(), timeouts).await.unwrap();
+        let other = outbound
+            .pools("b")
+            .external
+            .send(request(), timeouts)
+            .await
+            .unwrap();
         assert_eq!(other.status(), 200);
         drop(held);
     }
@@ -357,7 +403,7 @@ mod tests {
             block_networks: vec!["none".into()],
             ..OutboundConfig::default()
         };
-        let outbound = Outbound::new(config, Arc::new(Metrics::new().unwrap())).unwrap();
+        let outbound = outbound_with(config);
         let body = http_body_util::Empty::new()
             .map_err(|never| match never {})
             .boxed_unsync();
@@ -370,7 +416,8 @@ mod tests {
             between_bytes: Duration::from_secs(5),
         };
         let failure = outbound
-            .pool("a")
+            .pools("a")
+            .external
             .send(request, timeouts)
             .await
             .unwrap_err();
@@ -383,8 +430,7 @@ mod tests {
 
     #[test]
     fn guest_timeouts_are_capped_and_defaulted() {
-        let outbound =
-            Outbound::new(OutboundConfig::default(), Arc::new(Metrics::new().unwrap())).unwrap();
+        let outbound = outbound_with(OutboundConfig::default());
         let asked = wasmtime_wasi_http::RequestOptions {
             connect_timeout: Some(Duration::from_secs(3600)),
             first_byte_timeout: Some(Duration::from_millis(250)),

@@ -21,7 +21,7 @@ pub struct Gateway {
     pub metrics: SocketAddr,
 }
 
-fn free_port() -> SocketAddr {
+pub fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr")
 }
@@ -37,32 +37,8 @@ impl Gateway {
 
     /// Starts the gateway serving `apps` (each `HOST=path/to/spin.toml`), plus `extra` flags.
     pub fn start_apps(apps: &[&str], extra: &[&str]) -> Gateway {
-        let addr = free_port();
-        let metrics = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        cmd.arg("--listen")
-            .arg(addr.to_string())
-            .arg("--metrics-listen")
-            .arg(metrics.to_string())
-            .arg("--threads")
-            .arg("2");
-        for app in apps {
-            cmd.arg("--app").arg(app);
-        }
-        cmd.args(extra)
-            .env("OKRA_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = cmd.spawn().expect("spawn gateway");
-        let gw = Gateway {
-            child,
-            addr,
-            metrics,
-        };
-        gw.wait_ready();
-        gw
+        Launch::default().start(apps, extra)
     }
-
     fn wait_ready(&self) {
         for _ in 0..600 {
             if let Ok(resp) = raw_request(
@@ -101,6 +77,47 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// How to start a gateway beyond its apps and flags.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Extra environment variables.
+    pub env: &'a [(&'a str, &'a str)],
+    /// The public listener (a free port when `None`).
+    pub listen: Option<SocketAddr>,
+    /// Where the gateway's stderr goes (inherited when `None`).
+    pub stderr: Option<std::fs::File>,
+}
+
+impl Launch<'_> {
+    pub fn start(self, apps: &[&str], extra: &[&str]) -> Gateway {
+        let addr = self.listen.unwrap_or_else(free_port);
+        let metrics = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.arg("--listen")
+            .arg(addr.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
+            .arg("--threads")
+            .arg("2");
+        for app in apps {
+            cmd.arg("--app").arg(app);
+        }
+        cmd.args(extra)
+            .env("OKRA_LOG", "warn")
+            .envs(self.env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(self.stderr.map_or_else(Stdio::inherit, Stdio::from));
+        let child = cmd.spawn().expect("spawn gateway");
+        let gw = Gateway {
+            child,
+            addr,
+            metrics,
+        };
+        gw.wait_ready();
+        gw
     }
 }
 

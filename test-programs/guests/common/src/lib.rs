@@ -138,14 +138,28 @@ pub fn url_param(query: &str) -> &str {
         .map_or("", |start| &query[start + "url=".len()..])
 }
 
-/// A `name=N` millisecond parameter, as nanoseconds.
-pub fn ms_param_ns(query: &str, name: &str) -> Option<u64> {
-    let prefix = format!("{name}=");
+/// The raw value of parameter `name` in a query string ("" when absent).
+pub fn param<'a>(query: &'a str, name: &str) -> &'a str {
     query
         .split('&')
-        .find_map(|kv| kv.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.parse::<u64>().ok())
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or("")
+}
+
+/// A `name=N` millisecond parameter, as nanoseconds.
+pub fn ms_param_ns(query: &str, name: &str) -> Option<u64> {
+    param(query, name)
+        .parse::<u64>()
+        .ok()
         .map(|ms| ms * 1_000_000)
+}
+
+/// What a variable probe answers: the value, or `error=E`.
+pub fn variable_report<E: core::fmt::Debug>(outcome: Result<impl core::fmt::Display, E>) -> String {
+    match outcome {
+        Ok(value) => format!("value={value}"),
+        Err(e) => format!("error={e:?}"),
+    }
 }
 
 /// What a fetch probe answers: `status=S body=B`, plus ` body_error=E` when

@@ -3,7 +3,10 @@
 //! `/headers`, `/download?bytes=N` (streamed, no length), `/upload` (counts a
 //! streamed body), `/counter`, `/memory-probe`, `/file?path=P` (read, then try
 //! to write), `/connect?addr=A`, `/fetch?method=M&h=name:value&connect_ms=..&first_byte_ms=..&between_ms=..&url=U`
-//! (an outbound request with those headers and request options), `/kv`, `/llm`, and the hostile
+//! (an outbound request with those headers and request options; a URL that
+//! starts with `/` is sent relative, as spin-sdk 5's own `Request` sends it),
+//! `/variable?name=N` (fermyon:spin/variables), `/config?name=N` and
+//! `/config-all` (wasi:config/store), `/kv`, `/llm`, and the hostile
 //! `/loop`, `/alloc` and `/panic`.
 
 use futures::{SinkExt, StreamExt};
@@ -107,6 +110,28 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             let text = guest_common::fetch_report(fetch(query));
             respond(out, 200, &[], text.into_bytes()).await
         }
+        "variable" => {
+            let value = spin_sdk::variables::get(guest_common::param(query, "name"));
+            let text = guest_common::variable_report(value);
+            respond(out, 200, &[], text.into_bytes()).await
+        }
+        "config" => {
+            use spin_sdk::wit::wasi::config::store;
+            let value = store::get(guest_common::param(query, "name"))
+                .map(|v| v.unwrap_or_else(|| "<none>".into()));
+            let text = guest_common::variable_report(value);
+            respond(out, 200, &[], text.into_bytes()).await
+        }
+        "config-all" => {
+            use spin_sdk::wit::wasi::config::store;
+            let text = guest_common::variable_report(store::get_all().map(|all| {
+                all.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }));
+            respond(out, 200, &[], text.into_bytes()).await
+        }
         "loop" => guest_common::spin_forever(),
         "alloc" => {
             let n = guest_common::allocate_forever();
@@ -124,6 +149,8 @@ fn fetch(query: &str) -> Result<(u16, Vec<u8>, Option<String>), String> {
     let url = guest_common::url_param(query);
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let (authority, path) = match rest.find('/') {
+        // Relative: wasi-http needs an authority, so spin-sdk 5 sends `:80`.
+        Some(0) => (":80", rest),
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };

@@ -1,7 +1,8 @@
 //! A spin-sdk 7 (wasi:http 0.3) component whose path picks a behaviour:
 //! `/hello`, `/echo` (streams the body back with method, path and headers),
 //! `/headers`, `/download?bytes=N` (streamed, no length), `/upload`,
-//! `/counter`, `/memory-probe`, `/kv`, `/variable`, `/fetch?url=U` (an outbound
+//! `/counter`, `/memory-probe`, `/kv`, `/variable?name=N`
+//! (spin:variables@3), `/fetch?url=U` (an outbound
 //! GET through wasi:http 0.3 `client.send`), and the hostile `/loop`,
 //! `/alloc` and `/panic`.
 
@@ -75,10 +76,12 @@ async fn handle(req: Request) -> impl IntoResponse {
             Ok(_) => text(200, "opened"),
             Err(e) => text(200, format!("error: {e:?}")),
         },
-        "variable" => match spin_sdk::variables::get("anything").await {
-            Ok(v) => text(200, v),
-            Err(e) => text(200, format!("error: {e:?}")),
-        },
+        "variable" => text(
+            200,
+            guest_common::variable_report(
+                spin_sdk::variables::get(guest_common::param(&query, "name")).await,
+            ),
+        ),
         "fetch" => text(200, guest_common::fetch_report(fetch(&query).await)),
         "loop" => guest_common::spin_forever(),
         "alloc" => text(200, guest_common::allocate_forever().to_string()),
