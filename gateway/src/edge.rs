@@ -4,14 +4,15 @@
 
 use crate::app::{App, RouteTarget, Snapshot};
 use crate::component::ComponentRunner;
-use crate::inbound::{HOPS_HEADER, InboundContext};
+use crate::guest_request::{GuestRequest, HOP_BY_HOP};
+use crate::inbound::InboundContext;
 use crate::metrics::Metrics;
 use crate::request_body::ChannelBody;
 use crate::request_link::{RequestLink, StopCause};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
-use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::http::ResponseHeader;
@@ -19,22 +20,10 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use std::sync::Arc;
 use std::time::Instant;
-use tenant_config::spin_headers::{InboundRequest, is_reserved_header, spin_headers};
+use tenant_config::spin_headers::InboundRequest;
 use tenant_config::{RouteMatch, RoutePattern, StaticResponse};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::ExpirationError;
-
-/// Hop-by-hop headers: never forwarded between the client and the guest.
-pub(crate) const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-];
 
 /// The edge application shared by every connection.
 pub struct Edge {
@@ -364,8 +353,7 @@ fn has_both_length_headers(session: &ServerSession) -> bool {
         })
 }
 
-/// Builds the request the guest sees: absolute URI, client headers minus
-/// hop-by-hop, `spin-*` and the hop count, then Spin's own headers.
+/// Builds the request the guest sees from the client's (see `crate::guest_request`).
 fn guest_request(
     session: &ServerSession,
     host: &str,
@@ -374,47 +362,31 @@ fn guest_request(
     body: WasiBody,
 ) -> Result<http::Request<WasiBody>, String> {
     let header = session.req_header();
-    let path_and_query = header
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path_and_query = header.uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = if host.is_empty() { "localhost" } else { host };
-    let uri = format!("http://{authority}{path_and_query}");
-    let mut builder = http::Request::builder()
-        .method(header.method.clone())
-        .uri(&uri);
-    let headers = builder
-        .headers_mut()
-        .ok_or_else(|| format!("invalid request target {uri:?}"))?;
-    for (name, value) in header.headers.iter() {
-        let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || is_reserved_header(n) || n == HOPS_HEADER {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    if !headers.contains_key(HOST) {
-        headers.insert(
-            HOST,
-            HeaderValue::from_str(authority).map_err(|e| e.to_string())?,
-        );
-    }
     let client_addr = session
         .client_addr()
         .map_or_else(|| "0.0.0.0:0".to_string(), |a| a.to_string());
-    let inbound = InboundRequest {
-        scheme: "http",
-        host: authority,
-        path_and_query: &path_and_query,
-        client_addr: &client_addr,
-    };
-    for (name, value) in spin_headers(&inbound, pattern, matched) {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
-        headers.append(name, value);
+    let mut request = GuestRequest {
+        method: header.method.clone(),
+        uri: &format!("http://{authority}{path_and_query}"),
+        headers: &header.headers,
+        keep_host: true,
+        spin: InboundRequest {
+            scheme: "http",
+            host: authority,
+            path_and_query,
+            client_addr: &client_addr,
+        },
+        pattern,
+        matched,
     }
-    builder.body(body).map_err(|e| e.to_string())
+    .build(body)?;
+    if !request.headers().contains_key(HOST) {
+        let value = HeaderValue::from_str(authority).map_err(|e| e.to_string())?;
+        request.headers_mut().insert(HOST, value);
+    }
+    Ok(request)
 }
 
 /// Maps a failed guest run to the client's status, code and message. The

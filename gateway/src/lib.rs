@@ -5,6 +5,7 @@ pub mod app;
 pub mod component;
 pub mod config;
 pub mod edge;
+pub mod guest_request;
 pub mod guest_state;
 pub mod inbound;
 pub mod metrics;

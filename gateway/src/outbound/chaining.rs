@@ -13,15 +13,14 @@
 use super::body::CappedBody;
 use super::pool::SendFailure;
 use crate::component::ComponentRunner;
-use crate::edge::HOP_BY_HOP;
+use crate::guest_request::GuestRequest;
 use crate::inbound::InboundContext;
 use crate::request_link::RequestLink;
-use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 use tenant_config::RoutePattern;
-use tenant_config::spin_headers::{InboundRequest, is_reserved_header, spin_headers};
+use tenant_config::spin_headers::InboundRequest;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error, WasiBody};
 
@@ -108,35 +107,26 @@ fn callee_request(
 ) -> Result<http::Request<WasiBody>, String> {
     let (parts, body) = request.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = format!("http://{id}.spin.internal{path_and_query}");
-    let mut builder = http::Request::builder().method(parts.method).uri(&uri);
-    let headers = builder
-        .headers_mut()
-        .ok_or_else(|| format!("{uri:?} is not a valid URI"))?;
-    for (name, value) in &parts.headers {
-        let n = name.as_str();
-        if n == "host" || HOP_BY_HOP.contains(&n) || is_reserved_header(n) {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    let route = RoutePattern::parse("/...");
+    let pattern = RoutePattern::parse("/...");
     let path = parts.uri.path();
-    let matched = route
+    let matched = pattern
         .matches(path)
         .ok_or_else(|| format!("path {path:?} does not match /..."))?;
-    let inbound = InboundRequest {
-        scheme: "http",
-        host: "localhost",
-        path_and_query,
-        client_addr: "0.0.0.0:0",
-    };
-    for (name, value) in spin_headers(&inbound, &route, &matched) {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-        let value = HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
-        headers.append(name, value);
+    GuestRequest {
+        method: parts.method.clone(),
+        uri: &format!("http://{id}.spin.internal{path_and_query}"),
+        headers: &parts.headers,
+        keep_host: false,
+        spin: InboundRequest {
+            scheme: "http",
+            host: "localhost",
+            path_and_query,
+            client_addr: "0.0.0.0:0",
+        },
+        pattern: &pattern,
+        matched: &matched,
     }
-    builder.body(body).map_err(|e| e.to_string())
+    .build(body)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The load balancer self-routes go through: round robin over the cluster's
 //! public listeners (`--peer`, repeatable; a single node balances over its
-//! own `--listen`), with a TCP health check every second whose results show
-//! as `okra_peer_up{peer}`. Built on pingora-load-balancing; the health
+//! own `--listen`), with a TCP health check every second (two failures in a
+//! row mark a peer down) whose results show as `okra_peer_up{peer}`. Built on pingora-load-balancing; the health
 //! check runs as a Pingora background service.
 
 use crate::metrics::Metrics;
@@ -41,6 +41,9 @@ impl Peers {
                 .set(1);
         }
         let mut check = TcpHealthCheck::new();
+        // Two failures in a row mark a peer down, so the first check, which
+        // can run before our own listener is bound, raises no false alarm.
+        check.consecutive_failure = 2;
         check.health_changed_callback = Some(Box::new(PeerHealthGauge { metrics }));
         balancer.set_health_check(check);
         balancer.health_check_frequency = Some(HEALTH_CHECK_EVERY);
@@ -54,9 +57,8 @@ impl Peers {
         ))
     }
 
-    /// The next healthy peer, round robin. When none passes its check
-    /// (as at startup, when the first check can run before the listener is
-    /// bound) any peer is tried rather than failing outright.
+    /// The next healthy peer, round robin. When none passes its check any
+    /// peer is tried rather than failing outright.
     pub fn pick(&self) -> Option<SocketAddr> {
         let backend = self
             .balancer
