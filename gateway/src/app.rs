@@ -49,9 +49,45 @@ pub struct App {
 /// Where variable values come from, before the manifest defaults.
 pub type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The tenant an app is loaded for.
+pub struct TenantSpec {
+    pub name: String,
+    pub limits: Limits,
+    /// The tenant's outbound policy from the store; when `None`, the
+    /// operator's `--tenant-policy` file for this tenant (if any) applies.
+    pub policy: Option<Arc<Policy>>,
+}
+
+impl TenantSpec {
+    /// Policy scopes every component of the tenant starts from: the
+    /// operator's global policy, then the tenant's.
+    fn scopes(&self, outbound: &Outbound) -> Vec<Arc<tenant_config::policy::Scope>> {
+        match &self.policy {
+            Some(policy) => outbound
+                .global_scopes()
+                .into_iter()
+                .chain([policy.scope.clone()])
+                .collect(),
+            None => outbound.tenant_scopes(&self.name),
+        }
+    }
+
+    fn verifier(&self, outbound: &Outbound) -> anyhow::Result<Option<Arc<JwtVerifier>>> {
+        match &self.policy {
+            Some(policy) => match &policy.auth {
+                Some(auth) => Ok(Some(Arc::new(
+                    JwtVerifier::new(auth).context("the tenant policy's auth keys")?,
+                ))),
+                None => Ok(None),
+            },
+            None => Ok(outbound.verifier(&self.name)),
+        }
+    }
+}
+
 /// What compiling one component needs to know about its app.
 struct AppContext<'a> {
-    tenant: &'a str,
+    tenant: &'a TenantSpec,
     manifest: &'a AppManifest,
     policy: Option<&'a Policy>,
     variables: &'a AppVariables,
@@ -64,11 +100,19 @@ impl App {
     /// defaults) and compiles every component a trigger names.
     pub fn load(
         services: &AppServices,
-        tenant: &str,
+        tenant: &TenantSpec,
         manifest_path: &Path,
-        limits: Limits,
         provider: VariableProvider<'_>,
     ) -> anyhow::Result<App> {
+        let limits = tenant.limits.clone();
+        let most = services.runtime.config.max_memory_bytes;
+        if limits.memory_bytes > most {
+            bail!(
+                "tenant {}: memory limit {} bytes is more than this gateway's pool slots hold ({most} bytes, --max-memory-bytes)",
+                tenant.name,
+                limits.memory_bytes
+            );
+        }
         let manifest = AppManifest::load(manifest_path)?;
         let policy = load_app_policy(manifest_path, &manifest)?;
         let variables = AppVariables::resolve(&manifest, provider)
@@ -107,11 +151,11 @@ impl App {
         }
         components.fill(&compiled);
         Ok(App {
-            tenant: tenant.to_string(),
+            tenant: tenant.name.clone(),
             name: manifest.name.clone(),
             routes: RouteTable::new(routes),
             inflight,
-            verifier: services.outbound.verifier(tenant),
+            verifier: tenant.verifier(&services.outbound)?,
             limits,
             components: compiled,
         })
@@ -167,7 +211,7 @@ fn compile_component(
         dirs.push((mount.host_path.clone(), mount.guest_path.clone()));
     }
     let labels = ComponentLabels {
-        tenant: tenant.to_string(),
+        tenant: tenant.name.clone(),
         app: manifest.name.clone(),
         component: id.to_string(),
     };
@@ -181,7 +225,7 @@ fn compile_component(
         variables: Arc::new(app.variables.for_component(manifest, id)?),
     };
     let value_of = |name: &str| app.variables.get(name);
-    let mut scopes = services.outbound.tenant_scopes(tenant);
+    let mut scopes = tenant.scopes(&services.outbound);
     if let Some(policy) = app.policy {
         scopes.push(policy.scope.clone());
         scopes.extend(policy.services.get(id).cloned());
@@ -197,7 +241,7 @@ fn compile_component(
             .with_context(|| format!("component `{id}`"))?,
         policy,
         settings,
-        pools: services.outbound.pools(tenant),
+        pools: services.outbound.pools(&tenant.name),
         app: app.components.clone(),
         outbound: services.outbound.clone(),
     });
@@ -219,6 +263,9 @@ fn compile_component(
     Ok(runner)
 }
 
+/// The host that matches any `Host` no other app claims.
+pub const ANY_HOST: &str = "*";
+
 /// Every app the gateway serves, by hostname (lowercase, no port).
 #[derive(Default)]
 pub struct Snapshot {
@@ -230,14 +277,16 @@ impl Snapshot {
         self.apps.insert(host.to_ascii_lowercase(), app);
     }
 
-    /// The app for a `Host` header value: port stripped, case-insensitive.
+    /// The app for a `Host` header value: port stripped, case-insensitive;
+    /// else the app given for host `*`, if any (`okra up`).
     pub fn lookup(&self, host: &str) -> Option<&Arc<App>> {
         let name = host_without_port(host);
-        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
             self.apps.get(&name.to_ascii_lowercase())
         } else {
             self.apps.get(name)
-        }
+        };
+        found.or_else(|| self.apps.get(ANY_HOST))
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tenant_config::Limits;
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::error::Context as _;
 use wasmtime::format_err;
 use wasmtime::{Store, StoreContextMut};
@@ -69,7 +69,8 @@ impl ComponentRunner {
         metrics: Arc<Metrics>,
         outbound: Arc<ComponentOutbound>,
     ) -> wasmtime::Result<Self> {
-        let component = Component::new(&runtime.engine, wasm)
+        let component = runtime
+            .compile(wasm)
             .with_context(|| format!("component `{}` does not compile", labels.component))?;
         let linker = runtime.linker_for(&component)?;
         let pre = linker.instantiate_pre(&component).with_context(|| {

@@ -87,6 +87,26 @@ pub struct Cli {
     /// Chained and self-route hops one request may take [default: 10].
     #[arg(long, env = "OKRA_MAX_HOPS")]
     pub max_hops: Option<u32>,
+    /// Where tenants and apps are stored: file:PATH or redis://HOST:PORT
+    /// [default: file:<data-dir>; with --app and no --store, no store at all].
+    #[arg(long, env = "OKRA_STORE")]
+    pub store: Option<String>,
+    /// Local state: the file store (by default), the admin token, bundle and
+    /// compile caches [default: ./okra-data].
+    #[arg(long, env = "OKRA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The embedded REST API [default: 127.0.0.1:8081].
+    #[arg(long, env = "OKRA_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// Do not serve the REST API (a cluster's gateways; the control-plane binary serves it).
+    #[arg(long, env = "OKRA_NO_API")]
+    pub no_api: bool,
+    /// Apps answer on {app}.{tenant}.<base-domain> [default: localhost].
+    #[arg(long, env = "OKRA_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+    /// Largest app bundle a deploy may upload, compressed, in bytes [default: 67108864].
+    #[arg(long, env = "OKRA_MAX_BUNDLE_BYTES")]
+    pub max_bundle_bytes: Option<u64>,
 }
 
 /// An app served without the control plane.
@@ -113,6 +133,45 @@ pub struct OperatorConfig {
     pub variables: BTreeMap<String, String>,
     /// Public listeners self-routes balance over; empty means `listen`.
     pub peers: Vec<SocketAddr>,
+    pub control: ControlConfig,
+}
+
+/// The control-plane side: the store, the embedded API, hostnames.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// `file:PATH` or `redis://...`; `None` means file:<data_dir>, or no
+    /// store at all when apps are given with `--app`.
+    pub store: Option<String>,
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub api: bool,
+    pub base_domain: String,
+    pub max_bundle_bytes: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            store: None,
+            data_dir: PathBuf::from("okra-data"),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            api: true,
+            base_domain: "localhost".into(),
+            max_bundle_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ControlConfig {
+    /// The store URL to open, if any.
+    pub fn store_url(&self, has_static_apps: bool) -> Option<String> {
+        match &self.store {
+            Some(url) => Some(url.clone()),
+            None if has_static_apps => None,
+            None => Some(format!("file:{}", self.data_dir.display())),
+        }
+    }
 }
 
 impl Default for OperatorConfig {
@@ -127,6 +186,7 @@ impl Default for OperatorConfig {
             apps: Vec::new(),
             variables: BTreeMap::new(),
             peers: Vec::new(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -158,7 +218,17 @@ impl OperatorConfig {
             block_networks => outbound.block_networks,
             outbound_max_connections => outbound.max_connections_per_tenant,
             max_hops => outbound.max_hops,
+            data_dir => control.data_dir,
+            api_listen => control.api_listen,
+            base_domain => control.base_domain,
+            max_bundle_bytes => control.max_bundle_bytes,
         );
+        if cli.store.is_some() {
+            config.control.store = cli.store;
+        }
+        if cli.no_api {
+            config.control.api = false;
+        }
         if !cli.peers.is_empty() {
             config.peers = cli.peers;
         }
@@ -207,6 +277,7 @@ impl OperatorConfig {
         for app in &mut config.apps {
             app.manifest = dir.join(&app.manifest);
         }
+        config.control.data_dir = dir.join(&config.control.data_dir);
         let outbound = &mut config.outbound;
         for path in outbound
             .extra_ca_file
@@ -244,6 +315,13 @@ impl OperatorConfig {
                 "limits.memory_bytes ({}) exceeds runtime.max_memory_bytes ({}), the most any pool slot can hold; raise --max-memory-bytes or lower --memory-bytes",
                 self.limits.memory_bytes,
                 self.runtime.max_memory_bytes
+            );
+        }
+        if self.control.base_domain.is_empty() || self.control.base_domain.contains(['/', ':', ' '])
+        {
+            bail!(
+                "base_domain {:?} is not a domain name (e.g. localhost or apps.example.com)",
+                self.control.base_domain
             );
         }
         if self.limits.request_timeout_ms == 0 || self.limits.cpu_time_ms == 0 {
@@ -308,6 +386,25 @@ mod tests {
         assert_eq!(c.apps[1].host, "b.localhost");
         assert_eq!(c.metrics_listen.port(), 9090);
         assert_eq!(c.self_route_peers(), [c.listen]);
+        // --app without --store: no store, no API.
+        assert_eq!(c.control.store_url(!c.apps.is_empty()), None);
+    }
+
+    #[test]
+    fn the_store_defaults_to_the_data_dir() {
+        let c = OperatorConfig::from_cli(cli(&["--data-dir", "/srv/okra", "--no-api"])).unwrap();
+        assert_eq!(
+            c.control.store_url(false).as_deref(),
+            Some("file:/srv/okra")
+        );
+        assert!(!c.control.api);
+        let c = OperatorConfig::from_cli(cli(&["--store", "redis://127.0.0.1:1"])).unwrap();
+        assert_eq!(
+            c.control.store_url(true).as_deref(),
+            Some("redis://127.0.0.1:1")
+        );
+        let e = OperatorConfig::from_cli(cli(&["--base-domain", "http://x"])).unwrap_err();
+        assert!(e.to_string().contains("base_domain"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::inbound::InboundContext;
 use crate::metrics::Metrics;
 use crate::request_body::ChannelBody;
 use crate::request_link::{RequestLink, StopCause};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
@@ -27,13 +28,15 @@ use wasmtime_wasi_http::handler::ExpirationError;
 
 /// The edge application shared by every connection.
 pub struct Edge {
-    snapshot: Arc<Snapshot>,
+    /// Swapped whole by the store watcher; a request keeps the snapshot it
+    /// looked its app up in.
+    snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
     options: HttpServerOptions,
 }
 
 impl Edge {
-    pub fn new(snapshot: Arc<Snapshot>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         Edge {
@@ -118,7 +121,7 @@ impl Edge {
             .or_else(|| header.uri.authority().map(|a| a.as_str()))
             .unwrap_or("")
             .to_string();
-        let Some(app) = self.snapshot.lookup(&host).cloned() else {
+        let Some(app) = self.snapshot.load().lookup(&host).cloned() else {
             let message = format!("no app is served at host {host:?}");
             return respond_error(session, 404, "unknown_host", &message).await;
         };

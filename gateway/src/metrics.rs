@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,8 @@ pub struct Metrics {
     pub outbound_pool_connections: IntGaugeVec,
     pub outbound_pool_connects_total: IntCounterVec,
     pub peer_up: IntGaugeVec,
+    pub config_version: IntGauge,
+    pub config_reloads_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -106,6 +108,19 @@ impl Metrics {
                 "okra_peer_up",
                 "1 while a self-route peer passes its TCP health check, else 0",
                 &["peer"],
+            )?,
+            config_version: registered(
+                r,
+                IntGauge::new(
+                    "okra_config_version",
+                    "The store version of the configuration being served",
+                )?,
+            )?,
+            config_reloads_total: counters(
+                r,
+                "okra_config_reloads_total",
+                "Snapshots built from the store; error when an app failed to build and kept its previous version",
+                &["result"],
             )?,
             registry,
         })

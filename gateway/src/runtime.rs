@@ -6,10 +6,15 @@
 use crate::guest_state::GuestState;
 use crate::spin_stubs;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
 
 /// How the engine is sized. Every field is documented in the README.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +30,9 @@ pub struct RuntimeConfig {
     pub epoch_tick_ms: u64,
     /// Empty pool slots kept warm for reuse by the same component.
     pub max_unused_warm_slots: u32,
+    /// Where compiled components are kept across restarts (Wasmtime's cache,
+    /// keyed by the wasm's hash and the engine's settings); none when unset.
+    pub compile_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -34,6 +42,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 256 << 20,
             epoch_tick_ms: 10,
             max_unused_warm_slots: 100,
+            compile_cache_dir: None,
         }
     }
 }
@@ -49,7 +58,14 @@ pub struct Runtime {
     pub engine: Engine,
     linker: Linker<GuestState>,
     pub config: RuntimeConfig,
+    /// Compiled components by the SHA-256 of their wasm: a component shared
+    /// by many apps, or redeployed unchanged, compiles once.
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
 }
+
+/// Distinct compiled components kept in memory; beyond this an arbitrary
+/// one is dropped (it recompiles from the on-disk cache if needed again).
+const MAX_COMPILED_IN_MEMORY: usize = 1024;
 
 /// Core instances, memories and tables a Rust component typically needs per
 /// component instance (the guest, its adapter shims and fixups).
@@ -83,6 +99,17 @@ impl Runtime {
             .memory_reservation(config.max_memory_bytes)
             .memory_guard_size(32 << 20)
             .memory_reservation_for_growth(0);
+        if let Some(dir) = &config.compile_cache_dir {
+            let mut cache = CacheConfig::new();
+            // Wasmtime wants an absolute directory.
+            cache.with_directory(
+                std::path::absolute(dir)
+                    .with_context(|| format!("the compile cache directory {}", dir.display()))?,
+            );
+            wasm.cache(Some(Cache::new(cache).with_context(|| {
+                format!("opening the compile cache in {}", dir.display())
+            })?));
+        }
         let engine = Engine::new(&wasm).context("creating the Wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);
@@ -97,7 +124,32 @@ impl Runtime {
             engine,
             linker,
             config,
+            compiled: Mutex::default(),
         })
+    }
+
+    /// Compiles `wasm`, or returns the component compiled from the same bytes
+    /// before. CPU-heavy on a miss: call off the request path.
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        let key: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(component) = self.lock_compiled().get(&key) {
+            return Ok(component.clone());
+        }
+        let component = Component::new(&self.engine, wasm)?;
+        let mut compiled = self.lock_compiled();
+        if compiled.len() >= MAX_COMPILED_IN_MEMORY
+            && let Some(evicted) = compiled.keys().next().copied()
+        {
+            compiled.remove(&evicted);
+        }
+        compiled.insert(key, component.clone());
+        Ok(component)
+    }
+
+    fn lock_compiled(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Component>> {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A linker for one component: the shared one plus its variables

@@ -1,7 +1,8 @@
-//! Assembles the gateway process: engine, apps, the Pingora edge listener,
-//! the metrics listener and the self-route peers' health checks.
+//! Assembles the gateway process: engine, `--app` apps, the control side
+//! (store, watcher, embedded API), the Pingora edge listener, the metrics
+//! listener and the self-route peers' health checks.
 
-use crate::app::{App, AppServices, Snapshot};
+use crate::app::{App, AppServices, TenantSpec};
 use crate::config::OperatorConfig;
 use crate::edge::Edge;
 use crate::metrics::{Metrics, MetricsApp};
@@ -9,8 +10,11 @@ use crate::outbound::{Outbound, Peers};
 use crate::runtime::Runtime;
 use anyhow::Context as _;
 use pingora::apps::http_app::HttpServer;
+use pingora::lb::LoadBalancer;
+use pingora::lb::selection::RoundRobin;
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
+use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,33 +22,53 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Tenant name for apps given with `--app`.
 pub const LOCAL_TENANT: &str = "local";
 
-/// Builds the server; `run_forever` on the result serves until a signal.
-pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
+/// The engine, outbound and metrics every app shares, plus the peers'
+/// health-check service.
+pub fn app_services(
+    config: &OperatorConfig,
+) -> anyhow::Result<(
+    Arc<AppServices>,
+    GenBackgroundService<LoadBalancer<RoundRobin>>,
+)> {
     let metrics = Arc::new(Metrics::new()?);
     let (peers, peer_health) = Peers::new(&config.self_route_peers(), metrics.clone())?;
-    let services = AppServices {
-        runtime: Runtime::new(config.runtime.clone())?,
+    let mut runtime_config = config.runtime.clone();
+    if let Some(url) = config.control.store_url(!config.apps.is_empty())
+        && runtime_config.compile_cache_dir.is_none()
+    {
+        runtime_config.compile_cache_dir =
+            Some(crate::control::data_dir(config, &url).join("cache/compiled"));
+    }
+    let services = Arc::new(AppServices {
+        runtime: Runtime::new(runtime_config)?,
         outbound: Arc::new(Outbound::new(
             config.outbound.clone(),
             metrics.clone(),
             peers,
         )?),
-        metrics: metrics.clone(),
-    };
+        metrics,
+    });
+    Ok((services, peer_health))
+}
+
+/// Builds the server; `run_forever` on the result serves until a signal.
+pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
+    let (services, peer_health) = app_services(config)?;
+    let metrics = services.metrics.clone();
     let variable = |name: &str| config.variable(name);
-    let mut snapshot = Snapshot::default();
+    let mut static_apps = Vec::new();
     for app in &config.apps {
-        let loaded = App::load(
-            &services,
-            LOCAL_TENANT,
-            &app.manifest,
-            config.limits.clone(),
-            &variable,
-        )
-        .with_context(|| format!("loading the app for {}", app.host))?;
+        let tenant = TenantSpec {
+            name: LOCAL_TENANT.to_string(),
+            limits: config.limits.clone(),
+            policy: None,
+        };
+        let loaded = App::load(&services, &tenant, &app.manifest, &variable)
+            .with_context(|| format!("loading the app for {}", app.host))?;
         tracing::info!(host = %app.host, app = %loaded.name, "app loaded");
-        snapshot.insert(&app.host, Arc::new(loaded));
+        static_apps.push((app.host.clone(), Arc::new(loaded)));
     }
+    let snapshot = crate::control::start(config, services, static_apps)?;
 
     let threads = if config.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -62,7 +86,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
 
     let mut edge = Service::new(
         "okra edge".to_string(),
-        Edge::new(Arc::new(snapshot), metrics.clone()),
+        Edge::new(snapshot, metrics.clone()),
     );
     edge.add_tcp(&config.listen.to_string());
     let ready = Arc::new(AtomicBool::new(false));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// Limits applied to every request of an app.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Linear memory one instance may grow to, in bytes (default 128 MiB).

@@ -2,3 +2,5 @@
 //! `build.rs` for wasm32-wasip2 whenever their sources change.
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
+
+pub mod redis;

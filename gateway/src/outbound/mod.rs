@@ -146,6 +146,11 @@ impl Outbound {
     }
 
     /// The operator and tenant scopes every request of `tenant` passes.
+    /// The operator's global scope, if a global policy is set.
+    pub fn global_scopes(&self) -> Vec<Arc<Scope>> {
+        self.global_policy.iter().map(|p| p.scope.clone()).collect()
+    }
+
     pub fn tenant_scopes(&self, tenant: &str) -> Vec<Arc<Scope>> {
         self.global_policy
             .iter()

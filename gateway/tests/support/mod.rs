@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod control;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -66,6 +67,12 @@ impl Gateway {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,0 +1,777 @@
+//! The REST API (DESIGN §4) on axum: tenants, limits, policies, app deploys
+//! with versions and rollback, variables and custom domains. Every refusal is
+//! a JSON `{"error":{"code","message"}}`; nothing is written until a request
+//! has passed every check.
+
+use crate::auth::{generate_token, hash_token, token_matches};
+use crate::bundle::{self, BundleLimits};
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::hostnames::{app_hosts, normalize_domain};
+use crate::model::{AppRecord, State, TenantRecord, VersionRecord, validate_name};
+use crate::store::Store;
+use crate::validate::{BundleSummary, BundleValidator, check_tenant_policy, structural_check};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State as Extract};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tenant_config::Limits;
+use utoipa::{OpenApi, ToSchema};
+
+/// How the API behaves; every field has an operator flag.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Default hostnames are `{app}.{tenant}.{base_domain}`.
+    pub base_domain: String,
+    /// SHA-256 of the admin token.
+    pub admin_token_hash: String,
+    /// Largest upload (the compressed bundle), in bytes.
+    pub max_bundle_bytes: usize,
+    pub bundle_limits: BundleLimits,
+    /// How long the deep validation (compiling components) may take.
+    pub validation_timeout: Duration,
+}
+
+/// What a gateway reports about an app it builds, when the API runs inside one.
+pub trait StatusSource: Send + Sync {
+    fn status(&self, tenant: &str, app: &str) -> Option<AppStatus>;
+}
+
+/// An app's state on the gateway that embeds the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppStatus {
+    /// The version being served, if any.
+    pub serving: Option<u64>,
+    /// Why the latest version could not be built, if it could not.
+    pub error: Option<String>,
+}
+
+/// The API's shared state.
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub validator: Arc<dyn BundleValidator>,
+    pub status: Option<Arc<dyn StatusSource>>,
+    pub config: ApiConfig,
+}
+
+type Shared = Extract<Arc<Api>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The OpenAPI 3 document, generated from the handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Okra API", description = "Tenants, apps, versions, variables and domains of an Okra gateway"),
+    paths(create_tenant, list_tenants, show_tenant, delete_tenant, set_limits, set_policy, list_apps, show_app, deploy, rollback, delete_app, set_variables, list_variables, add_domain, remove_domain),
+    components(schemas(ErrorBody, ErrorDetail, AppStatus, Limits)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer-token scheme every endpoint uses.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// The router for every `/v1` endpoint.
+pub fn router(api: Arc<Api>) -> Router {
+    let bundle_limit = api.config.max_bundle_bytes;
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(show_tenant).delete(delete_tenant),
+        )
+        .route("/v1/tenants/{tenant}/limits", put(set_limits))
+        .route("/v1/tenants/{tenant}/policy", put(set_policy))
+        .route("/v1/tenants/{tenant}/apps", get(list_apps))
+        .route(
+            "/v1/tenants/{tenant}/apps/{app}",
+            put(deploy)
+                .get(show_app)
+                .delete(delete_app)
+                .layer(DefaultBodyLimit::max(bundle_limit.saturating_add(1))),
+        )
+        .route("/v1/tenants/{tenant}/apps/{app}/rollback", post(rollback))
+        .route(
+            "/v1/tenants/{tenant}/apps/{app}/variables",
+            put(set_variables).get(list_variables),
+        )
+        .route(
+            "/v1/tenants/{tenant}/apps/{app}/domains/{domain}",
+            put(add_domain).delete(remove_domain),
+        )
+        .fallback(|| async { ApiError::not_found("no such API endpoint; see /v1/openapi.json") })
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>) -> std::io::Result<()> {
+    axum::serve(listener, router(api)).await
+}
+
+// ---- auth ----
+
+fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))
+}
+
+impl Api {
+    /// Admin only.
+    fn admin(&self, headers: &HeaderMap) -> ApiResult<()> {
+        let token = bearer(headers)?;
+        if token_matches(token, &self.config.admin_token_hash) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs the admin token"))
+        }
+    }
+
+    /// Checks that the caller is the admin or `tenant` with its own token,
+    /// and returns the state it checked against (one load serves both). A
+    /// token of another tenant, or for a tenant that does not exist, is
+    /// refused the same way, so tokens reveal nothing about other tenants.
+    async fn state_for(&self, headers: &HeaderMap, tenant: &str) -> ApiResult<State> {
+        let token = bearer(headers)?;
+        let state = self.store.load().await?;
+        let allowed = token_matches(token, &self.config.admin_token_hash)
+            || state
+                .tenants
+                .get(tenant)
+                .is_some_and(|record| token_matches(token, &record.token_hash));
+        if allowed {
+            Ok(state)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this token may not act on tenant {tenant:?}"
+            )))
+        }
+    }
+
+    fn hosts(&self, tenant: &str, app: &AppRecord) -> Vec<String> {
+        app_hosts(tenant, app, &self.config.base_domain)
+    }
+
+    fn app_view(&self, tenant: &str, app: &AppRecord) -> AppView {
+        let status = self
+            .status
+            .as_ref()
+            .and_then(|s| s.status(tenant, &app.name));
+        AppView {
+            name: app.name.clone(),
+            current: app.current,
+            hosts: if app.current.is_some() {
+                self.hosts(tenant, app)
+            } else {
+                Vec::new()
+            },
+            domains: app.domains.iter().cloned().collect(),
+            variables: app.variables.keys().cloned().collect(),
+            versions: app
+                .versions
+                .values()
+                .map(|v| VersionView {
+                    version: v.version,
+                    created_unix: v.created_unix,
+                    routes: v.routes.clone(),
+                })
+                .collect(),
+            status,
+        }
+    }
+}
+
+impl Api {
+    /// Everything a version must pass to be served with `variables`: the
+    /// structural checks, then the validator (compiling the components)
+    /// within the configured time.
+    async fn check_app(
+        &self,
+        tenant: &TenantRecord,
+        files: &bundle::BundleFiles,
+        variables: &BTreeMap<String, String>,
+    ) -> ApiResult<BundleSummary> {
+        let dir = tempfile::tempdir().map_err(|e| ApiError::internal(format!("temp dir: {e}")))?;
+        bundle::write_files(files, dir.path())
+            .map_err(|e| ApiError::internal(format!("unpacking: {e}")))?;
+        let summary = structural_check(dir.path(), variables)?;
+        let manifest = dir.path().join(bundle::MANIFEST);
+        let timeout = self.config.validation_timeout;
+        match tokio::time::timeout(
+            timeout,
+            self.validator.validate(tenant, &manifest, variables),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(summary),
+            Ok(Err(message)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_component",
+                message,
+            )),
+            Err(_) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_timeout",
+                format!(
+                    "compiling the app took longer than {timeout:?}; make its components smaller"
+                ),
+            )),
+        }
+    }
+
+    /// The files of a stored version.
+    async fn version_files(&self, version: &VersionRecord) -> ApiResult<bundle::BundleFiles> {
+        let mut files = bundle::BundleFiles::new();
+        for (path, blob) in &version.files {
+            files.insert(path.clone(), self.store.get_blob(blob).await?);
+        }
+        Ok(files)
+    }
+}
+
+fn tenant_ref<'a>(state: &'a State, tenant: &str) -> ApiResult<&'a TenantRecord> {
+    state
+        .tenants
+        .get(tenant)
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
+}
+
+fn tenant_mut<'a>(state: &'a mut State, tenant: &str) -> ApiResult<&'a mut TenantRecord> {
+    state
+        .tenants
+        .get_mut(tenant)
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
+}
+
+fn app_mut<'a>(state: &'a mut State, tenant: &str, app: &str) -> ApiResult<&'a mut AppRecord> {
+    tenant_mut(state, tenant)?
+        .apps
+        .get_mut(app)
+        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?} has no app {app:?}")))
+}
+
+/// The app's record, created (with no version) if the tenant has none yet.
+fn app_or_new<'a>(state: &'a mut State, tenant: &str, app: &str) -> ApiResult<&'a mut AppRecord> {
+    Ok(tenant_mut(state, tenant)?
+        .apps
+        .entry(app.to_string())
+        .or_insert_with(|| AppRecord {
+            name: app.to_string(),
+            ..AppRecord::default()
+        }))
+}
+
+fn json<T: DeserializeOwned>(body: &Bytes, what: &str) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("{what}: {e}")))
+}
+
+fn names(tenant: &str, app: Option<&str>) -> ApiResult<()> {
+    validate_name("tenant", tenant).map_err(|m| ApiError::bad_request("invalid_name", m))?;
+    if let Some(app) = app {
+        validate_name("app", app).map_err(|m| ApiError::bad_request("invalid_name", m))?;
+    }
+    Ok(())
+}
+
+// ---- views ----
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewTenant {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTenant {
+    pub name: String,
+    /// Shown only once: the store keeps only its hash.
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub name: String,
+    pub apps: Vec<String>,
+    pub limits: Option<Limits>,
+    pub has_policy: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppView {
+    pub name: String,
+    pub current: Option<u64>,
+    pub hosts: Vec<String>,
+    pub domains: Vec<String>,
+    /// Names only: values are write-only.
+    pub variables: Vec<String>,
+    pub versions: Vec<VersionView>,
+    /// What the embedding gateway serves, when the API runs in one.
+    pub status: Option<AppStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionView {
+    pub version: u64,
+    pub created_unix: u64,
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Deployed {
+    pub version: u64,
+    pub hosts: Vec<String>,
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Rollback {
+    pub version: u64,
+}
+
+// ---- tenants ----
+
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant, responses((status = 201, body = CreatedTenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_tenant(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    api.admin(&headers)?;
+    let NewTenant { name } = json(&body, "body {\"name\"}")?;
+    names(&name, None)?;
+    let token =
+        generate_token("okt").map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
+    let token_hash = hash_token(&token);
+    api.store
+        .update(&mut |state: &mut State| {
+            if state.tenants.contains_key(&name) {
+                return Err(ApiError::conflict(format!(
+                    "tenant {name:?} already exists"
+                )));
+            }
+            state.tenants.insert(
+                name.clone(),
+                TenantRecord {
+                    name: name.clone(),
+                    token_hash: token_hash.clone(),
+                    ..TenantRecord::default()
+                },
+            );
+            Ok(())
+        })
+        .await?;
+    tracing::info!(tenant = %name, "tenant created");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedTenant { name, token }),
+    )
+        .into_response())
+}
+
+fn tenant_view(tenant: &TenantRecord) -> TenantView {
+    TenantView {
+        name: tenant.name.clone(),
+        apps: tenant.apps.keys().cloned().collect(),
+        limits: tenant.limits.clone(),
+        has_policy: tenant.policy.is_some(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<TenantView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_tenants(
+    Extract(api): Shared,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<Vec<TenantView>>> {
+    api.admin(&headers)?;
+    let state = api.store.load().await?;
+    Ok(axum::Json(
+        state.tenants.values().map(tenant_view).collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), responses((status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_tenant(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<axum::Json<TenantView>> {
+    let state = api.state_for(&headers, &tenant).await?;
+    let record = tenant_ref(&state, &tenant)?;
+    Ok(axum::Json(tenant_view(record)))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_tenant(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<StatusCode> {
+    api.admin(&headers)?;
+    api.store
+        .update(&mut |state: &mut State| {
+            state
+                .tenants
+                .remove(&tenant)
+                .map(|_| ())
+                .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
+        })
+        .await?;
+    tracing::info!(%tenant, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/limits", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), request_body = Limits, responses((status = 200, body = Limits), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_limits(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Limits>> {
+    api.admin(&headers)?;
+    let limits: Limits = json(&body, "limits")?;
+    if limits.max_concurrent_requests == 0
+        || limits.memory_bytes == 0
+        || limits.request_timeout_ms == 0
+    {
+        return Err(ApiError::bad_request(
+            "invalid_limits",
+            "memory_bytes, request_timeout_ms and max_concurrent_requests must be above 0",
+        ));
+    }
+    api.store
+        .update(&mut |state: &mut State| {
+            tenant_mut(state, &tenant)?.limits = Some(limits.clone());
+            Ok(())
+        })
+        .await?;
+    Ok(axum::Json(limits))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), request_body(content = Object, description = "okra.json policy document"), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_policy(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    api.state_for(&headers, &tenant).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_policy", "the policy must be UTF-8 JSON"))?
+        .to_string();
+    check_tenant_policy(&tenant, &text)?;
+    api.store
+        .update(&mut |state: &mut State| {
+            tenant_mut(state, &tenant)?.policy = Some(text.clone());
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- apps ----
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps", tag = "apps", params(("tenant" = String, Path, description = "tenant name")), responses((status = 200, body = Vec<AppView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_apps(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> ApiResult<axum::Json<Vec<AppView>>> {
+    let state = api.state_for(&headers, &tenant).await?;
+    let record = tenant_ref(&state, &tenant)?;
+    Ok(axum::Json(
+        record
+            .apps
+            .values()
+            .map(|a| api.app_view(&tenant, a))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn show_app(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<axum::Json<AppView>> {
+    let mut state = api.state_for(&headers, &tenant).await?;
+    let record = app_mut(&mut state, &tenant, &app)?;
+    Ok(axum::Json(api.app_view(&tenant, record)))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = Vec<u8>, content_type = "application/gzip", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn deploy(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<Response> {
+    let state = api.state_for(&headers, &tenant).await?;
+    names(&tenant, Some(&app))?;
+    let limit = api.config.max_bundle_bytes;
+    let archive = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "bundle_too_large",
+            format!("the bundle is larger than {limit} bytes compressed"),
+        )
+    })?;
+    let limits = api.config.bundle_limits;
+    let files = tokio::task::spawn_blocking(move || bundle::unpack(&archive, limits))
+        .await
+        .map_err(|e| ApiError::internal(format!("unpacking failed: {e}")))?
+        .map_err(|e| match e {
+            bundle::BundleError::TooLarge { .. } | bundle::BundleError::TooManyFiles { .. } => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "bundle_too_large",
+                    e.to_string(),
+                )
+            }
+            _ => ApiError::bad_request("invalid_bundle", e.to_string()),
+        })?;
+
+    let tenant_record = tenant_ref(&state, &tenant)?;
+    let variables = tenant_record
+        .apps
+        .get(&app)
+        .map(|a| a.variables.clone())
+        .unwrap_or_default();
+    let summary = api.check_app(tenant_record, &files, &variables).await?;
+
+    let mut stored = BTreeMap::new();
+    for (path, bytes) in &files {
+        stored.insert(path.clone(), api.store.put_blob(bytes).await?);
+    }
+    let created_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut deployed = None;
+    api.store
+        .update(&mut |state: &mut State| {
+            let record = app_or_new(state, &tenant, &app)?;
+            let version = record.next_version.max(1);
+            record.next_version = version + 1;
+            record.versions.insert(
+                version,
+                VersionRecord {
+                    version,
+                    files: stored.clone(),
+                    created_unix,
+                    routes: summary.routes.clone(),
+                },
+            );
+            record.current = Some(version);
+            deployed = Some((version, record.clone()));
+            Ok(())
+        })
+        .await?;
+    let (version, record) = deployed.ok_or_else(|| ApiError::internal("deploy lost"))?;
+    tracing::info!(%tenant, %app, version, "app deployed");
+    let reply = Deployed {
+        version,
+        hosts: api.hosts(&tenant, &record),
+        routes: summary.routes,
+    };
+    Ok((StatusCode::CREATED, axum::Json(reply)).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/apps/{app}/rollback", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body = Rollback, responses((status = 200, body = Deployed), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn rollback(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Deployed>> {
+    api.state_for(&headers, &tenant).await?;
+    let Rollback { version } = json(&body, "body {\"version\"}")?;
+    let mut done = None;
+    api.store
+        .update(&mut |state: &mut State| {
+            let record = app_mut(state, &tenant, &app)?;
+            let Some(target) = record.versions.get(&version) else {
+                let known: Vec<u64> = record.versions.keys().copied().collect();
+                return Err(ApiError::not_found(format!(
+                    "app {app:?} has no version {version}; it has {known:?}"
+                )));
+            };
+            let routes = target.routes.clone();
+            record.current = Some(version);
+            done = Some((record.clone(), routes));
+            Ok(())
+        })
+        .await?;
+    let (record, routes) = done.ok_or_else(|| ApiError::internal("rollback lost"))?;
+    tracing::info!(%tenant, %app, version, "app rolled back");
+    Ok(axum::Json(Deployed {
+        version,
+        hosts: api.hosts(&tenant, &record),
+        routes,
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_app(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    api.state_for(&headers, &tenant).await?;
+    api.store
+        .update(&mut |state: &mut State| {
+            let record = app_mut(state, &tenant, &app)?;
+            if record.current.is_none() {
+                return Err(ApiError::not_found(format!("app {app:?} is not deployed")));
+            }
+            // Versions stay (numbers are never reused; rollback redeploys);
+            // the domains are released.
+            record.current = None;
+            record.domains.clear();
+            Ok(())
+        })
+        .await?;
+    tracing::info!(%tenant, %app, "app deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- variables and domains ----
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VariableNames {
+    pub names: Vec<String>,
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = std::collections::BTreeMap<String, String>, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_variables(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<axum::Json<VariableNames>> {
+    let state = api.state_for(&headers, &tenant).await?;
+    names(&tenant, Some(&app))?;
+    let values: BTreeMap<String, String> = json(&body, "body {\"name\":\"value\"}")?;
+    for name in values.keys() {
+        tenant_config::variables::validate_variable_name(name).map_err(|why| {
+            ApiError::bad_request(
+                "invalid_variable",
+                format!("{name:?} is not a variable name: {why}"),
+            )
+        })?;
+    }
+    // The version being served must still load with the new values.
+    if let Some(tenant_record) = state.tenants.get(&tenant)
+        && let Some(record) = tenant_record.apps.get(&app)
+        && let Some(current) = record.current_version()
+    {
+        let mut merged = record.variables.clone();
+        merged.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let files = api.version_files(current).await?;
+        api.check_app(tenant_record, &files, &merged).await?;
+    }
+    let mut result = Vec::new();
+    api.store
+        .update(&mut |state: &mut State| {
+            // Variables may be set before the first deploy (required ones must be).
+            let record = app_or_new(state, &tenant, &app)?;
+            record
+                .variables
+                .extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+            result = record.variables.keys().cloned().collect();
+            Ok(())
+        })
+        .await?;
+    Ok(axum::Json(VariableNames { names: result }))
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), responses((status = 200, body = VariableNames), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_variables(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<axum::Json<VariableNames>> {
+    let mut state = api.state_for(&headers, &tenant).await?;
+    let record = app_mut(&mut state, &tenant, &app)?;
+    Ok(axum::Json(VariableNames {
+        names: record.variables.keys().cloned().collect(),
+    }))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/domains/{domain}", tag = "domains", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name"), ("domain" = String, Path, description = "hostname, IDNA or Unicode")), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_domain(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app, domain)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    api.state_for(&headers, &tenant).await?;
+    let domain = normalize_domain(&domain, &api.config.base_domain)
+        .map_err(|m| ApiError::bad_request("invalid_domain", m))?;
+    api.store
+        .update(&mut |state: &mut State| {
+            match state.domain_owner(&domain) {
+                Some((t, a)) if t == tenant && a == app => return Ok(()),
+                Some(_) => {
+                    return Err(ApiError::conflict(format!(
+                        "domain {domain:?} is already taken"
+                    )));
+                }
+                None => {}
+            }
+            app_mut(state, &tenant, &app)?
+                .domains
+                .insert(domain.clone());
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}/domains/{domain}", tag = "domains", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name"), ("domain" = String, Path, description = "hostname, IDNA or Unicode")), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_domain(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app, domain)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    api.state_for(&headers, &tenant).await?;
+    let domain = normalize_domain(&domain, &api.config.base_domain)
+        .map_err(|m| ApiError::bad_request("invalid_domain", m))?;
+    api.store
+        .update(&mut |state: &mut State| {
+            if app_mut(state, &tenant, &app)?.domains.remove(&domain) {
+                Ok(())
+            } else {
+                Err(ApiError::not_found(format!(
+                    "app {app:?} has no domain {domain:?}"
+                )))
+            }
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,22 @@
+//! Okra's management plane, as a library: the tenant/app model ([`model`]),
+//! app bundles ([`bundle`]), the stores with their change feed ([`store`]),
+//! bearer-token auth ([`auth`]), the REST API ([`api`]) and the `okra` CLI's
+//! client and commands ([`cli`]).
+//!
+//! Nothing here runs wasm: the gateway plugs its compiler in through
+//! [`validate::BundleValidator`], so a deploy is refused before it is stored
+//! if its components would not load.
+
+pub mod api;
+pub mod auth;
+pub mod bundle;
+pub mod cli;
+pub mod error;
+pub mod hostnames;
+pub mod model;
+pub mod store;
+pub mod validate;
+
+pub use error::ApiError;
+pub use model::{AppRecord, State, TenantRecord, VersionRecord};
+pub use store::{Store, StoreError};

@@ -1,0 +1,163 @@
+//! The configuration every gateway serves, as the stores keep it: tenants,
+//! their apps with every deployed version, variables, custom domains, limits
+//! and policies, under one global version that every change bumps.
+//!
+//! The whole model is one document so that a change is one atomic write in
+//! either store and a gateway always sees a consistent whole. Bundle files are
+//! not in it: versions name them by content hash, and the store keeps the
+//! bytes as blobs.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use tenant_config::Limits;
+
+/// Everything configured, at one global version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// Bumped by every change; gateways compare it to know they are current.
+    pub version: u64,
+    /// SHA-256 of the admin token, when the store generated or was given one.
+    pub admin_token_hash: Option<String>,
+    pub tenants: BTreeMap<String, TenantRecord>,
+}
+
+/// One tenant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantRecord {
+    pub name: String,
+    /// SHA-256 (hex) of the tenant's bearer token; the token itself is never stored.
+    pub token_hash: String,
+    /// Overrides the operator's default limits, when set.
+    pub limits: Option<Limits>,
+    /// The tenant-wide outbound policy, as the okra.json text the tenant sent.
+    pub policy: Option<String>,
+    pub apps: BTreeMap<String, AppRecord>,
+}
+
+/// One app of a tenant, with its history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppRecord {
+    pub name: String,
+    /// The version being served; `None` once the app is undeployed.
+    pub current: Option<u64>,
+    /// The number the next deploy gets: versions are never reused.
+    pub next_version: u64,
+    pub versions: BTreeMap<u64, VersionRecord>,
+    /// Variable values set through the API (write-only: never read back).
+    pub variables: BTreeMap<String, String>,
+    /// Custom hostnames, normalised (lowercase ASCII, IDNA).
+    pub domains: BTreeSet<String>,
+}
+
+/// One immutable deployed version of an app.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VersionRecord {
+    pub version: u64,
+    /// Every file of the bundle: relative path → SHA-256 of its bytes.
+    pub files: BTreeMap<String, String>,
+    /// Seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// The public routes the manifest declares, for display.
+    pub routes: Vec<String>,
+}
+
+impl VersionRecord {
+    /// Identifies the bundle's content: equal for byte-identical bundles.
+    pub fn bundle_id(&self) -> String {
+        bundle_id(&self.files)
+    }
+}
+
+/// The content id of a set of bundle files.
+pub fn bundle_id(files: &BTreeMap<String, String>) -> String {
+    let mut hash = Sha256::new();
+    for (path, blob) in files {
+        hash.update(path.as_bytes());
+        hash.update([0]);
+        hash.update(blob.as_bytes());
+        hash.update([0]);
+    }
+    hex::encode(hash.finalize())
+}
+
+impl AppRecord {
+    pub fn current_version(&self) -> Option<&VersionRecord> {
+        self.current.and_then(|v| self.versions.get(&v))
+    }
+}
+
+impl State {
+    /// Every app being served, with its tenant.
+    pub fn serving(&self) -> impl Iterator<Item = (&TenantRecord, &AppRecord, &VersionRecord)> {
+        self.tenants.values().flat_map(|tenant| {
+            tenant
+                .apps
+                .values()
+                .filter_map(move |app| app.current_version().map(|v| (tenant, app, v)))
+        })
+    }
+
+    /// The tenant and app that claimed `domain`, if any.
+    pub fn domain_owner(&self, domain: &str) -> Option<(&str, &str)> {
+        self.tenants.values().find_map(|tenant| {
+            tenant
+                .apps
+                .values()
+                .find(|app| app.domains.contains(domain))
+                .map(|app| (tenant.name.as_str(), app.name.as_str()))
+        })
+    }
+}
+
+/// Checks a tenant or app name: it becomes a DNS label of the default
+/// hostname, so 1–63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.
+pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name {name:?} is not valid: use 1-63 lowercase letters, digits and '-', not starting or ending with '-'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_labels() {
+        for good in ["acme", "a", "team-7", &"a".repeat(63)] {
+            assert!(validate_name("tenant", good).is_ok(), "{good}");
+        }
+        for bad in ["", "Acme", "-a", "a-", "a.b", "a_b", "ü", &"a".repeat(64)] {
+            let err = validate_name("tenant", bad).unwrap_err();
+            assert!(err.contains("tenant name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bundle_ids_depend_on_paths_and_content() {
+        let mut a = BTreeMap::new();
+        a.insert("spin.toml".to_string(), "11".to_string());
+        let mut b = a.clone();
+        assert_eq!(bundle_id(&a), bundle_id(&b));
+        b.insert("x.wasm".into(), "22".into());
+        assert_ne!(bundle_id(&a), bundle_id(&b));
+        let mut c = BTreeMap::new();
+        c.insert("spin.tom".to_string(), "l11".to_string());
+        assert_ne!(bundle_id(&a), bundle_id(&c));
+    }
+}

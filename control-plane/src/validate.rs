@@ -1,0 +1,146 @@
+//! Checks a deploy must pass before anything is stored: the structural ones
+//! here (manifest, referenced files, policy, variables) and, through
+//! [`BundleValidator`], the gateway's own (every component compiles and links
+//! against what Okra provides).
+
+use crate::error::ApiError;
+use crate::model::TenantRecord;
+use async_trait::async_trait;
+use http::StatusCode;
+use std::collections::BTreeMap;
+use std::path::Path;
+use tenant_config::policy::{Policy, ScopeLevel};
+use tenant_config::{AppManifest, AppVariables};
+
+/// What a structurally valid bundle declares.
+#[derive(Debug)]
+pub struct BundleSummary {
+    /// `[application] name`.
+    pub name: String,
+    /// Public routes, for display.
+    pub routes: Vec<String>,
+}
+
+/// A deeper check of an unpacked bundle, supplied by whoever can run wasm.
+#[async_trait]
+pub trait BundleValidator: Send + Sync {
+    /// Refuses with a message naming the component and the problem.
+    async fn validate(
+        &self,
+        tenant: &TenantRecord,
+        manifest: &Path,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<(), String>;
+}
+
+/// A validator that adds nothing to the structural checks.
+pub struct StructuralOnly;
+
+#[async_trait]
+impl BundleValidator for StructuralOnly {
+    async fn validate(
+        &self,
+        _: &TenantRecord,
+        _: &Path,
+        _: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn invalid(code: &'static str, message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+}
+
+/// Checks an unpacked bundle in `dir`: the manifest parses (errors carry
+/// `spin.toml:LINE:COLUMN`), every referenced file is in the bundle, the
+/// policy compiles, and every required variable has a value.
+pub fn structural_check(
+    dir: &Path,
+    variables: &BTreeMap<String, String>,
+) -> Result<BundleSummary, ApiError> {
+    let text = std::fs::read_to_string(dir.join(crate::bundle::MANIFEST))
+        .map_err(|e| invalid("invalid_manifest", format!("spin.toml: {e}")))?;
+    let manifest = AppManifest::parse(&text, Path::new(crate::bundle::MANIFEST), dir)
+        .map_err(|e| invalid("invalid_manifest", e.to_string()))?;
+    let shown = |path: &Path| path.strip_prefix(dir).unwrap_or(path).display().to_string();
+    for (id, component) in &manifest.components {
+        if !component.source.starts_with(dir) {
+            return Err(invalid(
+                "invalid_manifest",
+                format!("component `{id}`: source must be a path inside the app directory"),
+            ));
+        }
+        if !component.source.is_file() {
+            return Err(invalid(
+                "missing_file",
+                format!(
+                    "component `{id}`: source {} is not in the bundle (build it before deploying)",
+                    shown(&component.source)
+                ),
+            ));
+        }
+        for mount in &component.files {
+            if !mount.host_path.starts_with(dir) || !mount.host_path.exists() {
+                return Err(invalid(
+                    "missing_file",
+                    format!(
+                        "component `{id}`: files source {} is not in the bundle",
+                        shown(&mount.host_path)
+                    ),
+                ));
+            }
+        }
+    }
+    let policy_path = dir.join(crate::bundle::POLICY);
+    if policy_path.exists() {
+        let text = std::fs::read_to_string(&policy_path)
+            .map_err(|e| invalid("invalid_policy", format!("okra.json: {e}")))?;
+        let policy = Policy::parse(
+            &text,
+            Path::new(crate::bundle::POLICY),
+            ScopeLevel::App,
+            &format!("app {}", manifest.name),
+        )
+        .map_err(|e| invalid("invalid_policy", e.to_string()))?;
+        if let Some(unknown) = policy
+            .services
+            .keys()
+            .find(|c| !manifest.components.contains_key(*c))
+        {
+            return Err(invalid(
+                "invalid_policy",
+                format!(
+                    "okra.json: key `services.{unknown}`: the app has no component `{unknown}`"
+                ),
+            ));
+        }
+    }
+    let provider = |name: &str| variables.get(name).cloned();
+    AppVariables::resolve(&manifest, provider).map_err(|e| {
+        invalid(
+            "missing_variable",
+            format!("{e} (set it with PUT .../variables or `okra vars set`)"),
+        )
+    })?;
+    Ok(BundleSummary {
+        name: manifest.name.clone(),
+        routes: manifest
+            .http_triggers
+            .iter()
+            .filter_map(|t| t.route.as_ref().map(|r| r.raw().to_string()))
+            .collect(),
+    })
+}
+
+/// Checks a tenant-wide policy document.
+pub fn check_tenant_policy(tenant: &str, text: &str) -> Result<(), ApiError> {
+    Policy::parse(
+        text,
+        Path::new("policy"),
+        ScopeLevel::Tenant,
+        &format!("tenant {tenant}"),
+    )
+    .map(|_| ())
+    .map_err(|e| invalid("invalid_policy", e.to_string()))
+}

@@ -1,0 +1,262 @@
+//! The gateway's control side, on a runtime of its own: opens the store,
+//! builds the first snapshot before the edge starts, then follows the store's
+//! change feed (and polls its version, in case a message was missed),
+//! swapping each new snapshot in; and serves the embedded REST API, whose
+//! deploys are checked by loading the app exactly as the edge would.
+
+use crate::app::{App, AppServices, Snapshot};
+use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
+use crate::snapshot_builder::{SnapshotBuilder, tenant_spec};
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use control_plane::api::{Api, ApiConfig};
+use control_plane::bundle::BundleLimits;
+use control_plane::model::TenantRecord;
+use control_plane::store::Store;
+use control_plane::validate::BundleValidator;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tenant_config::Limits;
+
+/// How often the watcher compares versions even without a notification.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long compiling a deploy's components may take.
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Lives as long as the process: the store, the watcher and the API run here.
+static CONTROL_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// Where the gateway keeps local state for `store_url`: a file store's own
+/// directory, else `--data-dir`.
+pub fn data_dir(config: &OperatorConfig, store_url: &str) -> PathBuf {
+    match store_url.strip_prefix("file:") {
+        Some(path) => PathBuf::from(path),
+        None => config.control.data_dir.clone(),
+    }
+}
+
+/// Starts the control side and returns the snapshot the edge serves. With no
+/// store (only `--app` apps) the snapshot is fixed.
+pub fn start(
+    config: &OperatorConfig,
+    services: Arc<AppServices>,
+    static_apps: Vec<(String, Arc<App>)>,
+) -> anyhow::Result<Arc<ArcSwap<Snapshot>>> {
+    let mut fixed = Snapshot::default();
+    for (host, app) in &static_apps {
+        fixed.insert(host, app.clone());
+    }
+    let swap = Arc::new(ArcSwap::from_pointee(fixed));
+    let Some(url) = config.control.store_url(!static_apps.is_empty()) else {
+        return Ok(swap);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("okra-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+    let runtime = CONTROL_RUNTIME.get_or_init(|| runtime);
+    let store = runtime
+        .block_on(control_plane::store::open(&url))
+        .with_context(|| format!("opening the store {url}"))?;
+    let data_dir = data_dir(config, &url);
+    let builder = SnapshotBuilder::new(
+        services.clone(),
+        store.clone(),
+        config.control.base_domain.clone(),
+        config.limits.clone(),
+        data_dir.join("cache/bundles"),
+        static_apps,
+    );
+    let status = builder.status();
+    let mut watcher = Watcher {
+        store: store.clone(),
+        builder,
+        swap: swap.clone(),
+        metrics: services.metrics.clone(),
+        served: None,
+    };
+    // The edge starts with the store's apps; a store that is down now (Redis
+    // restarting) is caught up with by the watcher.
+    if let Err(e) = runtime.block_on(watcher.reload()) {
+        tracing::warn!(
+            "the store is not reachable yet ({e:#}); serving without its apps until it is"
+        );
+    }
+    runtime.spawn(watcher.run());
+    tracing::info!(store = %store.describe(), "following the store");
+
+    if config.control.api {
+        let api = api(config, &data_dir, store, services, Some(status))?;
+        serve_api(runtime, config.control.api_listen, api)?;
+    }
+    Ok(swap)
+}
+
+/// The `control-plane` binary: the REST API over the store, with deploys
+/// checked by this gateway's loader, and no edge. Blocks.
+pub fn run_control_plane(config: &OperatorConfig) -> anyhow::Result<()> {
+    let url = config
+        .control
+        .store_url(false)
+        .context("the control plane needs a store")?;
+    let (services, _) = crate::server::app_services(config)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let store = runtime
+        .block_on(control_plane::store::open(&url))
+        .with_context(|| format!("opening the store {url}"))?;
+    let api = api(config, &data_dir(config, &url), store, services, None)?;
+    serve_api(&runtime, config.control.api_listen, api)?;
+    runtime.block_on(std::future::pending::<()>());
+    Ok(())
+}
+
+/// The REST API over `store`, validating deploys with this gateway's loader.
+/// The admin token is `OKRA_ADMIN_TOKEN`, else `<data_dir>/admin-token`.
+fn api(
+    config: &OperatorConfig,
+    data_dir: &Path,
+    store: Arc<dyn Store>,
+    services: Arc<AppServices>,
+    status: Option<Arc<dyn control_plane::api::StatusSource>>,
+) -> anyhow::Result<Arc<Api>> {
+    let admin_token_hash = control_plane::auth::admin_token_hash(
+        std::env::var("OKRA_ADMIN_TOKEN").ok().as_deref(),
+        &data_dir.join("admin-token"),
+    )
+    .context("setting up the admin token")?;
+    Ok(Arc::new(Api {
+        store,
+        validator: Arc::new(GatewayValidator {
+            services,
+            default_limits: config.limits.clone(),
+        }),
+        status,
+        config: api_config(config, admin_token_hash),
+    }))
+}
+
+/// The API settings from the operator's configuration.
+fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
+    ApiConfig {
+        base_domain: config.control.base_domain.clone(),
+        admin_token_hash,
+        max_bundle_bytes: usize::try_from(config.control.max_bundle_bytes).unwrap_or(usize::MAX),
+        bundle_limits: BundleLimits::default(),
+        validation_timeout: VALIDATION_TIMEOUT,
+    }
+}
+
+/// Binds the API listener now (so a taken port fails the start) and serves
+/// it on `runtime`.
+pub fn serve_api(
+    runtime: &tokio::runtime::Runtime,
+    listen: std::net::SocketAddr,
+    api: Arc<Api>,
+) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(listen)
+        .with_context(|| format!("binding the API listener {listen}"))?;
+    listener.set_nonblocking(true)?;
+    runtime.spawn(async move {
+        let result = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => control_plane::api::serve(listener, api).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!("the API stopped: {e}");
+        }
+    });
+    tracing::info!(api = %listen, "REST API listening");
+    Ok(())
+}
+
+/// Follows the store and swaps snapshots in.
+struct Watcher {
+    store: Arc<dyn Store>,
+    builder: SnapshotBuilder,
+    swap: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    /// The store version the current snapshot was built from.
+    served: Option<u64>,
+}
+
+impl Watcher {
+    /// Builds a snapshot of the store's current state and swaps it in.
+    async fn reload(&mut self) -> anyhow::Result<()> {
+        let state = self.store.load().await?;
+        let report = self.builder.build(&state).await;
+        self.swap.store(Arc::new(report.snapshot));
+        self.served = Some(state.version);
+        self.metrics.config_version.set(state.version as i64);
+        let result = if report.failures == 0 { "ok" } else { "error" };
+        self.metrics
+            .config_reloads_total
+            .with_label_values(&[result])
+            .inc();
+        tracing::info!(
+            version = state.version,
+            failures = report.failures,
+            "configuration loaded"
+        );
+        Ok(())
+    }
+
+    async fn run(mut self) {
+        let mut feed = self.store.subscribe();
+        loop {
+            tokio::select! {
+                changed = feed.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                    }
+                }
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            match self.store.version().await {
+                Ok(version) if Some(version) == self.served => {}
+                Ok(_) => {
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!("reloading from the store: {e:#}");
+                    }
+                }
+                Err(e) => tracing::debug!("store version: {e}"),
+            }
+        }
+    }
+}
+
+/// Refuses deploys whose app would not load here: components that do not
+/// compile or import what Okra cannot provide, bad policies, missing variables.
+pub struct GatewayValidator {
+    pub services: Arc<AppServices>,
+    pub default_limits: Limits,
+}
+
+#[async_trait]
+impl BundleValidator for GatewayValidator {
+    async fn validate(
+        &self,
+        tenant: &TenantRecord,
+        manifest: &Path,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        let spec = tenant_spec(tenant, &self.default_limits).map_err(|e| format!("{e:#}"))?;
+        let services = self.services.clone();
+        let manifest = manifest.to_path_buf();
+        let variables = variables.clone();
+        tokio::task::spawn_blocking(move || {
+            App::load(&services, &spec, &manifest, &|name| {
+                variables.get(name).cloned()
+            })
+            .map(|_| ())
+        })
+        .await
+        .map_err(|e| format!("the compile task failed: {e}"))?
+        .map_err(|e| format!("{e:#}"))
+    }
+}

@@ -1,0 +1,137 @@
+//! Cluster mode with real processes: a private `redis-server`, the
+//! `control-plane` binary and two `gateway --no-api` processes. Every deploy
+//! reaches every gateway; with Redis stopped they keep serving the last
+//! snapshot, and after its restart they catch up.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::control::{
+    ControlPlane, Redis, create_tenant, deploy, get_json, host, rollback, start_node,
+    static_bundle, until_served,
+};
+use support::get;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
+    let mut redis = Redis::start();
+    let url = redis.server.url();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let control = ControlPlane::start(&url, dirs[0].path());
+    let gateways: Vec<Arc<support::control::Node>> = dirs[1..]
+        .iter()
+        .map(|d| {
+            Arc::new(start_node(
+                &url,
+                false,
+                &["--data-dir", d.path().to_str().unwrap()],
+            ))
+        })
+        .collect();
+
+    let token = create_tenant(control.api, "acme").await;
+    let (status, body) = deploy(
+        control.api,
+        &token,
+        "acme",
+        "web",
+        static_bundle("web", "v1"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let web = host("web", "acme");
+    for node in &gateways {
+        until_served(&node.gateway, &web, "v1").await;
+    }
+    // The cluster's gateways embed no API.
+    assert!(std::net::TcpStream::connect(gateways[0].api).is_err());
+
+    // Load on both gateways while Redis goes away and comes back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for node in &gateways {
+        let (node, stop, web) = (node.clone(), stop.clone(), web.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let reply = get(&node.gateway, &web, "/").await;
+                if reply.status == 200 && (reply.text() == "v1" || reply.text() == "v2") {
+                    ok += 1;
+                } else {
+                    failed.push((reply.status, reply.text()));
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.server.stop();
+    // Longer than the watchers' poll interval, so they notice.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    redis.server.restart();
+
+    // The control plane reconnects; a deploy after the restart reaches both.
+    let mut deployed = false;
+    for _ in 0..100 {
+        let (status, _) = deploy(
+            control.api,
+            &token,
+            "acme",
+            "web",
+            static_bundle("web", "v2"),
+        )
+        .await;
+        if status == 201 {
+            deployed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(deployed, "the control plane never reconnected to Redis");
+    for node in &gateways {
+        until_served(&node.gateway, &web, "v2").await;
+    }
+    // Rollbacks under load reach every gateway, one after another.
+    let mut visible = Vec::new();
+    for round in 0..6 {
+        let (version, want) = if round % 2 == 0 { (1, "v1") } else { (2, "v2") };
+        let (status, _) = rollback(control.api, &token, "acme", "web", version).await;
+        assert_eq!(status, 200);
+        for node in &gateways {
+            visible.push(until_served(&node.gateway, &web, want).await);
+        }
+    }
+    visible.sort();
+    eprintln!(
+        "cluster: a rollback reached each gateway after median {:?}, max {:?} ({} observations)",
+        visible[visible.len() / 2],
+        visible[visible.len() - 1],
+        visible.len()
+    );
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert!(ok > 0);
+        assert!(
+            failed.is_empty(),
+            "{} failed of {}: {:?}",
+            failed.len(),
+            ok,
+            &failed[..failed.len().min(3)]
+        );
+    }
+
+    // A gateway started later catches up from the store alone.
+    let late_dir = tempfile::tempdir().unwrap();
+    let late = start_node(
+        &url,
+        false,
+        &["--data-dir", late_dir.path().to_str().unwrap()],
+    );
+    until_served(&late.gateway, &web, "v2").await;
+    let (status, show) = get_json(control.api, "/v1/tenants/acme/apps/web", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(show["current"], 2);
+}

@@ -1,0 +1,846 @@
+//! The control plane on one node: a real gateway with its file store and
+//! embedded REST API, driven over real sockets. Deploys, versions, rollback,
+//! delete, domains, variables, hostile callers and bundles, crash safety, and
+//! hot swap under load.
+
+mod support;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use support::control::{
+    ADMIN, assert_error, call, create_tenant, delete_app, deploy, get_json, host, rollback,
+    start_node, static_bundle, until_gone, until_served,
+};
+use support::{get, wait_metrics};
+
+fn file_store(dir: &tempfile::TempDir) -> String {
+    format!("file:{}", dir.path().display())
+}
+
+fn hello_bundle() -> Vec<u8> {
+    let dir = std::path::Path::new(test_programs::HELLO_MANIFEST)
+        .parent()
+        .expect("hello dir");
+    control_plane::bundle::pack(dir).expect("pack hello")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_serve_rollback_and_delete() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let token = create_tenant(node.api, "acme").await;
+    let web = host("web", "acme");
+
+    let (status, body) = deploy(node.api, &token, "acme", "web", hello_bundle()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["hosts"], serde_json::json!([web]));
+    assert_eq!(body["routes"], serde_json::json!(["/..."]));
+    until_served(&node.gateway, &web, "Hello from Okra!").await;
+
+    let (status, body) = deploy(node.api, &token, "acme", "web", static_bundle("web", "v2")).await;
+    assert_eq!((status, body["version"].as_u64()), (201, Some(2)), "{body}");
+    until_served(&node.gateway, &web, "v2").await;
+
+    let rollback = |v: u64| rollback(node.api, &token, "acme", "web", v);
+    let (status, body) = rollback(1).await;
+    assert_eq!((status, body["version"].as_u64()), (200, Some(1)), "{body}");
+    until_served(&node.gateway, &web, "Hello from Okra!").await;
+    let (status, body) = rollback(9).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[1, 2]"),
+        "{body}"
+    );
+
+    let (status, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(show["current"], 1);
+    assert_eq!(show["versions"].as_array().unwrap().len(), 2);
+    // The embedded API reports what this gateway actually serves.
+    for _ in 0..200 {
+        let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+        if show["status"]["serving"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(delete_app(node.api, &token, "acme", "web").await, 204);
+    until_gone(&node.gateway, &web).await;
+    assert_eq!(
+        delete_app(node.api, &token, "acme", "web").await,
+        404,
+        "deleting twice"
+    );
+
+    // Versions are never reused: the next deploy is 3, and rollback revives 2.
+    let (status, body) = deploy(node.api, &token, "acme", "web", static_bundle("web", "v3")).await;
+    assert_eq!((status, body["version"].as_u64()), (201, Some(3)), "{body}");
+    until_served(&node.gateway, &web, "v3").await;
+    let (status, _) = rollback(2).await;
+    assert_eq!(status, 200);
+    until_served(&node.gateway, &web, "v2").await;
+
+    let text = wait_metrics(&node.gateway, &[]).await;
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("okra_config_version "))
+        .expect("okra_config_version")
+        .parse::<u64>()
+        .unwrap();
+    assert!(version >= 7, "one bump per change: {version}");
+    assert!(
+        text.contains("okra_config_reloads_total{result=\"ok\"}"),
+        "{text}"
+    );
+
+    // Compiled components are kept on disk for the next start.
+    let compiled = data.path().join("cache/compiled/modules");
+    let versions: Vec<_> = std::fs::read_dir(&compiled).unwrap().collect();
+    assert!(!versions.is_empty(), "nothing in {}", compiled.display());
+
+    // Listing: the tenant sees its app; the admin sees the tenant.
+    let (status, apps) = get_json(node.api, "/v1/tenants/acme/apps", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(apps[0]["name"], "web");
+    let (_, tenants) = get_json(node.api, "/v1/tenants", ADMIN).await;
+    assert_eq!(tenants[0]["name"], "acme");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reach_only_their_own_tenant() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let acme = create_tenant(node.api, "acme").await;
+    let evil = create_tenant(node.api, "evil").await;
+    let (status, _) = deploy(node.api, &acme, "acme", "web", static_bundle("web", "mine")).await;
+    assert_eq!(status, 201);
+
+    let body = || static_bundle("web", "pwned");
+    let attempts: Vec<(&str, String, Vec<u8>)> = vec![
+        ("PUT", "/v1/tenants/acme/apps/web".into(), body()),
+        ("GET", "/v1/tenants/acme/apps/web".into(), vec![]),
+        ("GET", "/v1/tenants/acme/apps".into(), vec![]),
+        ("GET", "/v1/tenants/acme".into(), vec![]),
+        ("DELETE", "/v1/tenants/acme/apps/web".into(), vec![]),
+        (
+            "POST",
+            "/v1/tenants/acme/apps/web/rollback".into(),
+            b"{\"version\":1}".to_vec(),
+        ),
+        (
+            "PUT",
+            "/v1/tenants/acme/apps/web/variables".into(),
+            b"{\"a\":\"b\"}".to_vec(),
+        ),
+        (
+            "PUT",
+            "/v1/tenants/acme/apps/web/domains/evil.example".into(),
+            vec![],
+        ),
+        ("PUT", "/v1/tenants/acme/policy".into(), b"{}".to_vec()),
+        // Admin-only endpoints refuse every tenant token.
+        ("POST", "/v1/tenants".into(), b"{\"name\":\"x\"}".to_vec()),
+        ("GET", "/v1/tenants".into(), vec![]),
+        ("DELETE", "/v1/tenants/evil".into(), vec![]),
+        ("PUT", "/v1/tenants/evil/limits".into(), b"{}".to_vec()),
+    ];
+    for (method, path, payload) in &attempts {
+        let (status, reply) = call(node.api, method, path, Some(&evil), payload.clone()).await;
+        assert_eq!(
+            status, 403,
+            "{method} {path} with another tenant's token: {reply}"
+        );
+        assert_eq!(reply["error"]["code"], "forbidden");
+        let (status, _) = call(node.api, method, path, None, payload.clone()).await;
+        assert_eq!(status, 401, "{method} {path} without a token");
+        let (status, _) = call(node.api, method, path, Some("okt_guess"), payload.clone()).await;
+        assert_eq!(status, 403, "{method} {path} with a made-up token");
+    }
+    // A tenant that does not exist looks the same as one that is not yours.
+    let (status, _) = get_json(node.api, "/v1/tenants/nobody/apps", &evil).await;
+    assert_eq!(status, 403);
+    // Nothing changed for acme.
+    until_served(&node.gateway, &host("web", "acme"), "mine").await;
+    let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &acme).await;
+    assert_eq!(show["versions"].as_array().unwrap().len(), 1);
+    assert!(show["domains"].as_array().unwrap().is_empty());
+}
+
+/// A .tar.gz with raw entries, for bundles `tar::Builder` would refuse to write.
+fn raw_bundle(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+    for (path, kind, data) in entries {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_entry_type(*kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        if kind.is_symlink() {
+            header.set_link_name("/etc/passwd").unwrap();
+        }
+        header.set_cksum();
+        tar.append(&header, *data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn bundle_with(manifest: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut entries = vec![("spin.toml", tar::EntryType::Regular, manifest.as_bytes())];
+    entries.extend(extra.iter().map(|(p, d)| (*p, tar::EntryType::Regular, *d)));
+    raw_bundle(&entries)
+}
+
+/// A component whose only content is an import of the instance `name`
+/// (with one function), which no host provides.
+fn component_importing(name: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection,
+        ComponentValType, InstanceType,
+    };
+    let mut instance = InstanceType::new();
+    instance
+        .ty()
+        .function()
+        .params(std::iter::empty::<(&str, ComponentValType)>())
+        .result(None);
+    instance.export("ping", ComponentTypeRef::Func(0));
+    let mut types = ComponentTypeSection::new();
+    types.instance(&instance);
+    let mut imports = ComponentImportSection::new();
+    imports.import(name, ComponentTypeRef::Instance(0));
+    let mut component = Component::new();
+    component.section(&types).section(&imports);
+    component.finish()
+}
+
+const COMPONENT_APP: &str = "spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_and_broken_bundles_are_refused_and_nothing_changes() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &["--max-bundle-bytes", "200000"]);
+    let token = create_tenant(node.api, "acme").await;
+    let (status, _) = deploy(
+        node.api,
+        &token,
+        "acme",
+        "web",
+        static_bundle("web", "good"),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    let regular = tar::EntryType::Regular;
+    // Incompressible bytes, so the upload itself is too large.
+    let mut noise = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 400_000),
+        &mut noise,
+    )
+    .unwrap();
+    let hello_wasm = std::fs::read(test_programs::HELLO_WASM).unwrap();
+    let alien_wasm = component_importing("acme:missing/thing");
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        (
+            "garbage",
+            b"definitely not gzip".to_vec(),
+            400,
+            "invalid_bundle",
+            "tar.gz",
+        ),
+        (
+            "escaping path",
+            raw_bundle(&[("spin.toml", regular, b"x"), ("../../evil", regular, b"x")]),
+            400,
+            "invalid_bundle",
+            "`..`",
+        ),
+        (
+            "absolute path",
+            raw_bundle(&[("spin.toml", regular, b"x"), ("/etc/evil", regular, b"x")]),
+            400,
+            "invalid_bundle",
+            "absolute",
+        ),
+        (
+            "symlink",
+            raw_bundle(&[
+                ("spin.toml", regular, b"x"),
+                ("c.wasm", tar::EntryType::Symlink, b""),
+            ]),
+            400,
+            "invalid_bundle",
+            "links",
+        ),
+        (
+            "no manifest",
+            raw_bundle(&[("app/spin.toml", regular, b"x")]),
+            400,
+            "invalid_bundle",
+            "spin.toml",
+        ),
+        (
+            "oversized upload",
+            (raw_bundle(&[("spin.toml", regular, b"x"), ("big", regular, &noise)])),
+            413,
+            "bundle_too_large",
+            "200000",
+        ),
+        (
+            "manifest error",
+            bundle_with(
+                "spin_manifest_version = 2\n[application]\nname = \"web\"\nbogus = 1\n",
+                &[],
+            ),
+            422,
+            "invalid_manifest",
+            "spin.toml:4",
+        ),
+        (
+            "missing wasm",
+            bundle_with(COMPONENT_APP, &[]),
+            422,
+            "missing_file",
+            "c.wasm",
+        ),
+        (
+            "wasm that does not compile",
+            bundle_with(COMPONENT_APP, &[("c.wasm", b"\0asm\x0d\0\x01\0garbage")]),
+            422,
+            "invalid_component",
+            "does not compile",
+        ),
+        (
+            "an import Okra cannot satisfy",
+            bundle_with(COMPONENT_APP, &[("c.wasm", &alien_wasm)]),
+            422,
+            "invalid_component",
+            "does not provide",
+        ),
+        (
+            "bad policy",
+            bundle_with(
+                COMPONENT_APP,
+                &[
+                    ("c.wasm", &hello_wasm),
+                    (
+                        "okra.json",
+                        b"{\"policy.http.fetch.condition\":\"request.method ==\"}",
+                    ),
+                ],
+            ),
+            422,
+            "invalid_policy",
+            "okra.json: key `policy.http.fetch.condition`",
+        ),
+        (
+            "missing required variable",
+            bundle_with(
+                &format!("{COMPONENT_APP}[variables]\ntoken = {{ required = true }}\n"),
+                &[("c.wasm", &hello_wasm)],
+            ),
+            422,
+            "missing_variable",
+            "token",
+        ),
+    ];
+    for (what, bundle, want_status, want_code, want_text) in cases {
+        let (status, body) = deploy(node.api, &token, "acme", "web", bundle).await;
+        assert_eq!(status, want_status, "{what}: {body}");
+        assert_eq!(body["error"]["code"], want_code, "{what}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(want_text),
+            "{what}: {message:?} should mention {want_text:?}"
+        );
+    }
+    let (status, body) = deploy(
+        node.api,
+        &token,
+        "acme",
+        "Bad_Name",
+        static_bundle("x", "x"),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_name");
+
+    // Still version 1, still serving it.
+    let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+    assert_eq!(show["current"], 1);
+    assert_eq!(show["versions"].as_array().unwrap().len(), 1, "{show}");
+    assert_eq!(
+        get(&node.gateway, &host("web", "acme"), "/").await.text(),
+        "good"
+    );
+}
+
+/// PUTs or DELETEs a domain of `tenant`'s app `shop`.
+async fn domain_call(
+    api: std::net::SocketAddr,
+    method: &str,
+    token: &str,
+    tenant: &str,
+    domain: &str,
+) -> (u16, serde_json::Value) {
+    let path = format!("/v1/tenants/{tenant}/apps/shop/domains/{domain}");
+    call(api, method, &path, Some(token), "").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_domains_are_unique_after_normalisation() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let acme = create_tenant(node.api, "acme").await;
+    let evil = create_tenant(node.api, "evil").await;
+    for (token, tenant, body) in [(&acme, "acme", "acme shop"), (&evil, "evil", "evil shop")] {
+        let (status, _) =
+            deploy(node.api, token, tenant, "shop", static_bundle("shop", body)).await;
+        assert_eq!(status, 201);
+    }
+    let (status, body) = domain_call(node.api, "PUT", &acme, "acme", "Shop.Example.COM").await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _) = domain_call(node.api, "PUT", &acme, "acme", "b%C3%BCcher.example").await;
+    assert_eq!(status, 204);
+    until_served(&node.gateway, "shop.example.com", "acme shop").await;
+    until_served(&node.gateway, "SHOP.EXAMPLE.COM:8080", "acme shop").await;
+    until_served(&node.gateway, "xn--bcher-kva.example", "acme shop").await;
+
+    for taken in [
+        "shop.example.com",
+        "SHOP.example.com.",
+        "xn--bcher-kva.example",
+        "B%C3%9CCHER.example",
+    ] {
+        let (status, body) = domain_call(node.api, "PUT", &evil, "evil", taken).await;
+        assert_eq!(status, 409, "{taken}: {body}");
+    }
+    for bad in [
+        "web.acme.okra.test",
+        "localhost",
+        "a..b",
+        "x.example:80",
+        "*.example.com",
+    ] {
+        let (status, body) = domain_call(node.api, "PUT", &evil, "evil", bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_domain");
+    }
+    // Released domains can be claimed again.
+    let (status, _) = domain_call(node.api, "DELETE", &acme, "acme", "shop.example.com").await;
+    assert_eq!(status, 204);
+    let (status, _) = domain_call(node.api, "PUT", &evil, "evil", "shop.example.com").await;
+    assert_eq!(status, 204);
+    until_served(&node.gateway, "shop.example.com", "evil shop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_variables_reach_the_guest_and_are_never_read_back() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let token = create_tenant(node.api, "acme").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SDK5_GUEST, dir.path().join("guest.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"vars\"\n[variables]\ngreeting = { required = true, secret = true }\napi_host = { default = \"example.com\" }\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"g\"\n[component.g]\nsource = \"guest.wasm\"\nallowed_outbound_hosts = [\"https://{{ api_host }}\"]\n[component.g.variables]\ngreeting = \"{{ greeting }}\"\n",
+    )
+    .unwrap();
+    let bundle = || control_plane::bundle::pack(dir.path()).unwrap();
+    let (status, body) = deploy(node.api, &token, "acme", "vars", bundle()).await;
+    assert_error(status, &body, 422, "missing_variable");
+
+    let vars = "/v1/tenants/acme/apps/vars/variables";
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        vars,
+        Some(&token),
+        r#"{"greeting":"top-secret-hi"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(node.api, "PUT", vars, Some(&token), r#"{"Bad-Name":"x"}"#).await;
+    assert_error(status, &body, 400, "invalid_variable");
+    let (status, body) = deploy(node.api, &token, "acme", "vars", bundle()).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, names) = get_json(node.api, vars, &token).await;
+    assert_eq!(names, serde_json::json!({ "names": ["greeting"] }));
+    let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/vars", &token).await;
+    assert!(!show.to_string().contains("top-secret-hi"), "{show}");
+
+    let vars_host = host("vars", "acme");
+    for _ in 0..500 {
+        let reply = get(&node.gateway, &vars_host, "/variable?name=greeting").await;
+        if reply.status == 200 {
+            assert_eq!(reply.text(), "value=top-secret-hi");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A new value is picked up by a rebuild of the same version.
+    let (status, _) = call(
+        node.api,
+        "PUT",
+        vars,
+        Some(&token),
+        r#"{"greeting":"hello-again"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut last = String::new();
+    for _ in 0..500 {
+        last = get(&node.gateway, &vars_host, "/variable?name=greeting")
+            .await
+            .text();
+        if last == "value=hello-again" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(last, "value=hello-again");
+
+    // A value the serving version cannot load with is refused, and nothing changes.
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        vars,
+        Some(&token),
+        r#"{"api_host":"bad host/x"}"#,
+    )
+    .await;
+    assert_error(status, &body, 422, "invalid_component");
+    let (_, names) = get_json(node.api, vars, &token).await;
+    assert_eq!(names, serde_json::json!({ "names": ["greeting"] }));
+    let reply = get(&node.gateway, &vars_host, "/variable?name=greeting").await;
+    assert_eq!(reply.text(), "value=hello-again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_policies_are_checked_before_they_are_stored() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let token = create_tenant(node.api, "acme").await;
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/limits",
+        Some(ADMIN),
+        r#"{"max_concurrent_requests":0}"#,
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_limits");
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/limits",
+        Some(ADMIN),
+        r#"{"cpu_seconds":1}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "unknown field: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cpu_seconds")
+    );
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/limits",
+        Some(ADMIN),
+        r#"{"max_concurrent_requests":7}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["max_concurrent_requests"], 7);
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        Some(&token),
+        r#"{"policy.http.fetch.condition":"request.method =="}"#,
+    )
+    .await;
+    assert_error(status, &body, 422, "invalid_policy");
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        Some(&token),
+        r#"{"policy.http.fetch.allowMethods":["GET"]}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    // A limit this gateway cannot honour fails the rebuild: the app keeps
+    // serving its previous build, and the failure shows in status and metrics.
+    let (status, _) = deploy(
+        node.api,
+        &token,
+        "acme",
+        "web",
+        static_bundle("web", "still here"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    until_served(&node.gateway, &host("web", "acme"), "still here").await;
+    let (status, _) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/limits",
+        Some(ADMIN),
+        r#"{"max_concurrent_requests":7,"memory_bytes":1099511627776}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut error = String::new();
+    for _ in 0..500 {
+        let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+        if let Some(e) = show["status"]["error"].as_str() {
+            error = e.to_string();
+            assert_eq!(show["status"]["serving"], 1, "{show}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(error.contains("memory limit"), "{error:?}");
+    assert_eq!(
+        get(&node.gateway, &host("web", "acme"), "/").await.text(),
+        "still here"
+    );
+    let metrics = wait_metrics(&node.gateway, &[]).await;
+    assert!(
+        metrics.contains("okra_config_reloads_total{result=\"error\"}"),
+        "{metrics}"
+    );
+    let (_, tenant) = get_json(node.api, "/v1/tenants/acme", &token).await;
+    assert_eq!(tenant["limits"]["max_concurrent_requests"], 7);
+    assert_eq!(tenant["has_policy"], true);
+    let (status, body) = call(
+        node.api,
+        "POST",
+        "/v1/tenants",
+        Some(ADMIN),
+        r#"{"name":"acme"}"#,
+    )
+    .await;
+    assert_error(status, &body, 409, "conflict");
+    let (status, body) = call(node.api, "POST", "/v1/tenants", Some(ADMIN), "{not json").await;
+    assert_error(status, &body, 400, "invalid_json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_during_deploys_leaves_a_consistent_store() {
+    let data = tempfile::tempdir().unwrap();
+    let store = file_store(&data);
+    let token = {
+        let node = start_node(&store, true, &[]);
+        let token = create_tenant(node.api, "acme").await;
+        let (status, _) = deploy(node.api, &token, "acme", "web", static_bundle("web", "v1")).await;
+        assert_eq!(status, 201);
+        token
+    };
+    for round in 0..5u64 {
+        let mut node = start_node(&store, true, &[]);
+        // Fire deploys and kill the process while they are in flight.
+        let api = node.api;
+        let token2 = token.clone();
+        let deploys = tokio::spawn(async move {
+            for i in 0..20 {
+                let bundle = static_bundle("web", &format!("r{round}-{i}"));
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    deploy(api, &token2, "acme", "web", bundle),
+                )
+                .await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20 + round * 15)).await;
+        node.gateway.kill9();
+        deploys.abort();
+        let _ = deploys.await;
+
+        // The store opens, and what it says is served, consistently.
+        let node = start_node(&store, true, &[]);
+        let (status, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+        assert_eq!(status, 200, "round {round}: {show}");
+        let current = show["current"].as_u64().unwrap();
+        let versions: Vec<u64> = show["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(versions, (1..=current).collect::<Vec<_>>(), "round {round}");
+        let reply = get(&node.gateway, &host("web", "acme"), "/").await;
+        assert_eq!(reply.status, 200, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_swap_under_load_fails_no_request() {
+    let data = tempfile::tempdir().unwrap();
+    let node = Arc::new(start_node(&file_store(&data), true, &[]));
+    let token = create_tenant(node.api, "acme").await;
+    // `steady` stays deployed throughout, alternating between two versions.
+    for body in ["steady-a", "steady-b"] {
+        let (status, _) = deploy(
+            node.api,
+            &token,
+            "acme",
+            "steady",
+            static_bundle("steady", body),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, _) = deploy(node.api, &token, "acme", "busy", hello_bundle()).await;
+    assert_eq!(status, 201);
+    until_served(&node.gateway, &host("steady", "acme"), "steady-b").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for path in ["/", "/x"] {
+        let (node, stop, served) = (node.clone(), stop.clone(), served.clone());
+        let steady = host("steady", "acme");
+        load.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let reply = get(&node.gateway, &steady, path).await;
+                if reply.status != 200 || !reply.text().starts_with("steady-") {
+                    failures.push((reply.status, reply.text()));
+                }
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+            failures
+        }));
+    }
+
+    let mut visible = Vec::new();
+    let busy = host("busy", "acme");
+    for round in 0..10 {
+        let (status, _) = deploy(
+            node.api,
+            &token,
+            "acme",
+            "other",
+            static_bundle("other", &format!("o{round}")),
+        )
+        .await;
+        assert_eq!(status, 201);
+        visible
+            .push(until_served(&node.gateway, &host("other", "acme"), &format!("o{round}")).await);
+        let target = if round % 2 == 0 { 1 } else { 2 };
+        let (status, _) = rollback(node.api, &token, "acme", "steady", target).await;
+        assert_eq!(status, 200);
+        let want = if target == 1 { "steady-a" } else { "steady-b" };
+        visible.push(until_served(&node.gateway, &host("steady", "acme"), want).await);
+        assert_eq!(delete_app(node.api, &token, "acme", "other").await, 204);
+        visible.push(until_gone(&node.gateway, &host("other", "acme")).await);
+        // A wasm app stays up through all of it.
+        assert_eq!(get(&node.gateway, &busy, "/").await.status, 200);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for task in load {
+        failures.extend(task.await.unwrap());
+    }
+    let total = served.load(Ordering::Relaxed);
+    assert!(total > 0);
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    visible.sort();
+    eprintln!(
+        "hot swap: {total} requests, 0 failed; change visible after median {:?}, max {:?} (30 changes)",
+        visible[visible.len() / 2],
+        visible[visible.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_served_api() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let (status, doc) = call(node.api, "GET", "/v1/openapi.json", None, "").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{tenant}", "acme")
+                .replace("{app}", "web")
+                .replace("{domain}", "www.example.com");
+            // Every documented operation exists and wants a token: 401, not
+            // the router's 404 for unknown endpoints.
+            let (status, body) = call(node.api, &method.to_uppercase(), &concrete, None, "").await;
+            assert_eq!(status, 401, "{method} {path}: {body}");
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 15, "every endpoint of DESIGN §4 is documented");
+    let (status, body) = call(node.api, "GET", "/v1/nothing", None, "").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deploys_of_one_app_each_get_their_own_version() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let token = create_tenant(node.api, "acme").await;
+    let mut deploys = Vec::new();
+    for i in 0..8 {
+        let (api, token) = (node.api, token.clone());
+        deploys.push(tokio::spawn(async move {
+            deploy(
+                api,
+                &token,
+                "acme",
+                "web",
+                static_bundle("web", &format!("d{i}")),
+            )
+            .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for d in deploys {
+        let (status, body) = d.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        versions.push(body["version"].as_u64().unwrap());
+    }
+    versions.sort();
+    assert_eq!(
+        versions,
+        (1..=8).collect::<Vec<_>>(),
+        "each deploy got its own version"
+    );
+    let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+    assert_eq!(show["versions"].as_array().unwrap().len(), 8);
+    let current = show["current"].as_u64().unwrap();
+    assert!((1..=8).contains(&current));
+    // The current one is what is served (the last write won).
+    let served = until_served(&node.gateway, &host("web", "acme"), "d").await;
+    let text = get(&node.gateway, &host("web", "acme"), "/").await.text();
+    assert!(text.starts_with('d'), "{text} after {served:?}");
+}

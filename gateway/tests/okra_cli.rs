@@ -1,0 +1,182 @@
+//! The `okra` CLI as a user runs it: against a real gateway's API, with the
+//! server and token from flags, environment or a config file; `okra up`
+//! serving an app for any Host; and build commands run from `spin.toml`.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use support::control::{ADMIN, host, start_node, until_served};
+use support::{free_port, raw_request};
+
+fn okra(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_okra"))
+        .args(args)
+        .env_remove("OKRA_SERVER")
+        .env_remove("OKRA_TOKEN")
+        .env_remove("OKRA_TENANT")
+        .env("HOME", "/nonexistent")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run okra")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "okra failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hello_dir() -> &'static Path {
+    Path::new(test_programs::HELLO_MANIFEST).parent().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okra_manages_tenants_apps_domains_and_variables() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&format!("file:{}", data.path().display()), true, &[]);
+    let server = format!("http://{}", node.api);
+
+    let out = stdout(&okra(
+        &[
+            "--server", &server, "--token", ADMIN, "tenants", "create", "acme",
+        ],
+        &[],
+    ));
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Its token (shown only now): "))
+        .expect("the token is printed")
+        .to_string();
+
+    // Server, token and tenant from the environment.
+    let env = [
+        ("OKRA_SERVER", server.as_str()),
+        ("OKRA_TOKEN", token.as_str()),
+        ("OKRA_TENANT", "acme"),
+    ];
+    let out = stdout(&okra(
+        &["deploy", hello_dir().to_str().unwrap(), "--no-build"],
+        &env,
+    ));
+    let url = format!("http://{} (wildcard)", host("hello", "acme"));
+    assert!(out.contains("Deployed hello version 1"), "{out}");
+    assert!(out.contains(&url), "{out}");
+    until_served(&node.gateway, &host("hello", "acme"), "Hello from Okra!").await;
+
+    // ... or from a config file.
+    let config = data.path().join("okra-cli.toml");
+    std::fs::write(
+        &config,
+        format!("server = \"{server}\"\ntoken = \"{token}\"\ntenant = \"acme\"\n"),
+    )
+    .unwrap();
+    let with_config = ["--config", config.to_str().unwrap()];
+    let list = stdout(&okra(&[&with_config[..], &["apps", "list"]].concat(), &[]));
+    assert!(
+        list.starts_with("hello\tv1\thello.acme.okra.test"),
+        "{list}"
+    );
+
+    let out = stdout(&okra(
+        &["domains", "add", "hello", "www.hello.example"],
+        &env,
+    ));
+    assert!(out.contains("Added www.hello.example"), "{out}");
+    until_served(&node.gateway, "www.hello.example", "Hello from Okra!").await;
+    stdout(&okra(&["vars", "set", "hello", "unused=1"], &env));
+    let names = stdout(&okra(&["vars", "list", "hello"], &env));
+    assert_eq!(names.trim(), "unused");
+    let show = stdout(&okra(&["apps", "show", "hello"], &env));
+    assert!(show.contains("\"current\": 1"), "{show}");
+
+    // API errors come back with the API's own message and a failing exit code.
+    let out = okra(&["apps", "rollback", "hello", "9"], &env);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("has no version 9") && err.contains("404"),
+        "{err}"
+    );
+    let out = okra(
+        &["apps", "list"],
+        &[("OKRA_SERVER", server.as_str()), ("OKRA_TENANT", "acme")],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Bearer"),
+        "no token: the API says how to send one"
+    );
+    let out = okra(
+        &["apps", "list"],
+        &[
+            ("OKRA_SERVER", "http://127.0.0.1:1"),
+            ("OKRA_TOKEN", "x"),
+            ("OKRA_TENANT", "acme"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Okra API"));
+
+    stdout(&okra(&["apps", "delete", "hello"], &env));
+    support::control::until_gone(&node.gateway, &host("hello", "acme")).await;
+}
+
+#[test]
+fn okra_up_serves_the_app_for_any_host() {
+    let listen = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_okra"))
+        .args([
+            "up",
+            hello_dir().to_str().unwrap(),
+            "--no-build",
+            "--listen",
+        ])
+        .arg(listen.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for host in ["localhost", "anything.example"] {
+        let request = format!("GET /hi HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let mut reply = String::new();
+        for _ in 0..600 {
+            reply = raw_request(listen, &request).unwrap_or_default();
+            if !reply.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(reply.starts_with("HTTP/1.1 200"), "{host}: {reply}");
+        assert!(
+            reply.contains("Hello from Okra! You asked for /hi\n"),
+            "{host}: {reply}"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn okra_build_runs_each_components_build_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"b\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n[component.c.build]\ncommand = \"echo built > marker\"\nworkdir = \"sub\"\n[component.d]\nsource = \"d.wasm\"\n[component.d.build]\ncommand = \"exit 3\"\n",
+    )
+    .unwrap();
+    let out = okra(&["build", dir.path().to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Building component c with `echo built > marker`"),
+        "{err}"
+    );
+    assert!(err.contains("building component d failed"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sub/marker")).unwrap(),
+        "built\n"
+    );
+}
