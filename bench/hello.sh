@@ -47,20 +47,4 @@ else
   echo "wasmtime serve: skipped (install with: cargo install wasmtime-cli@48.0.8)"
 fi
 
-curl -s 127.0.0.1:19190/metrics | python3 -c '
-import sys, re
-buckets = []
-total = 0
-for line in sys.stdin:
-    m = re.match(r"okra_wasm_instantiate_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)", line)
-    if m:
-        buckets.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), int(m.group(2))))
-    m = re.match(r"okra_wasm_instantiate_seconds_count (\d+)", line)
-    if m:
-        total = int(m.group(1))
-def quantile(q):
-    for le, n in buckets:
-        if n >= q * total:
-            return le
-print("okra_wasm_instantiate_seconds: n=%d p50<=%.1fus p99<=%.1fus" % (total, quantile(0.5) * 1e6, quantile(0.99) * 1e6))
-'
+curl -s 127.0.0.1:19190/metrics | python3 bench/instantiate_quantiles.py

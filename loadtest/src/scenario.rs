@@ -420,4 +420,17 @@ mod tests {
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }
+
+    #[test]
+    fn the_shipped_scenarios_resolve() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut read = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let plan = Plan::from_scenario(ScenarioFile::read(&path).unwrap());
+            assert!(plan.is_ok(), "{}: {:#}", path.display(), plan.unwrap_err());
+            read += 1;
+        }
+        assert!(read > 0, "no scenarios in {}", dir.display());
+    }
 }
