@@ -33,9 +33,10 @@ impl Metrics {
     pub fn new() -> anyhow::Result<Self> {
         let registry = Registry::new();
         let r = &registry;
-        // Request durations: 50 µs to about 26 s; instantiation: 2 µs to about 1 s.
+        // Request durations: 50 µs to about 26 s. Instantiation: 1 µs to about
+        // 0.9 s in steps of 25 %, fine enough to tell 16 µs from 20 µs.
         let request_buckets = prometheus::exponential_buckets(0.000_05, 2.0, 20)?;
-        let instantiate_buckets = prometheus::exponential_buckets(0.000_002, 2.0, 20)?;
+        let instantiate_buckets = prometheus::exponential_buckets(0.000_001, 1.25, 62)?;
         Ok(Metrics {
             http_requests_total: counters(
                 r,
