@@ -43,8 +43,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => print!("{}", report.text()),
     }
     if let Some(dir) = &cli.plot_dir {
-        for path in loadtest::plot::write_plots(&report, dir, &cli.title)? {
-            eprintln!("wrote {}", path.display());
+        let written = loadtest::plot::write_plots(&report, dir, &cli.title)?;
+        if !cli.quiet {
+            for path in written {
+                eprintln!("wrote {}", path.display());
+            }
         }
     }
     Ok(())
