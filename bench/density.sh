@@ -16,6 +16,11 @@ out=${OUT:-bench/results/latest}
 mkdir -p "$out"
 cargo build --release -q -p gateway -p loadtest
 cargo build -q -p test-programs
+# Refuse to measure some other process that already holds the port.
+if curl -s -o /dev/null --max-time 1 127.0.0.1:18181/; then
+  echo "127.0.0.1:18181 is already in use; stop whatever listens there first" >&2
+  exit 1
+fi
 gw=$PWD/target/release/gateway
 lt=$PWD/target/release/loadtest
 manifest=$PWD/bench/apps/hello5.toml

@@ -16,6 +16,11 @@ out=${OUT:-bench/results/latest}
 mkdir -p "$out"
 cargo build --release -q -p gateway -p loadtest
 cargo build -q -p test-programs # builds the guests
+# Refuse to measure some other process that already holds the port.
+if curl -s -o /dev/null --max-time 1 127.0.0.1:18180/; then
+  echo "127.0.0.1:18180 is already in use; stop whatever listens there first" >&2
+  exit 1
+fi
 gw=target/release/gateway
 lt=target/release/loadtest
 p2=test-programs/guests/target/wasm32-wasip2/release/hello5_guest.wasm
