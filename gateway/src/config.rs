@@ -55,6 +55,10 @@ pub struct Cli {
     /// Epoch tick in ms [default: 10].
     #[arg(long, env = "OKRA_EPOCH_TICK_MS")]
     pub epoch_tick_ms: Option<u64>,
+    /// Bytes of each linear memory a freed pool slot keeps mapped and resets
+    /// in place; 0 hands it all back with madvise [default: 4194304].
+    #[arg(long, env = "OKRA_MEMORY_KEEP_RESIDENT_BYTES")]
+    pub memory_keep_resident_bytes: Option<u64>,
     /// Networks guests may never reach: `private`, `none` or CIDRs, comma-separated [default: private].
     #[arg(long, env = "OKRA_BLOCK_NETWORKS", value_delimiter = ',')]
     pub block_networks: Option<Vec<String>>,
@@ -215,6 +219,7 @@ impl OperatorConfig {
             max_instances => runtime.max_instances,
             max_memory_bytes => runtime.max_memory_bytes,
             epoch_tick_ms => runtime.epoch_tick_ms,
+            memory_keep_resident_bytes => runtime.memory_keep_resident_bytes,
             block_networks => outbound.block_networks,
             outbound_max_connections => outbound.max_connections_per_tenant,
             max_hops => outbound.max_hops,
