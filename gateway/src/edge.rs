@@ -7,6 +7,7 @@ use crate::component::ComponentRunner;
 use crate::guest_request::{GuestRequest, HOP_BY_HOP};
 use crate::inbound::InboundContext;
 use crate::metrics::Metrics;
+use crate::ready_body::{READY_BODY_LIMIT, ReadyBody};
 use crate::request_body::ChannelBody;
 use crate::request_link::{RequestLink, StopCause};
 use arc_swap::ArcSwap;
@@ -285,16 +286,47 @@ async fn run_component(
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if !bodiless && !head.headers.contains_key(CONTENT_LENGTH) && !session.is_http2() {
-        let _ = head.insert_header(TRANSFER_ENCODING, "chunked");
-    }
     let outcome = |reusable| Outcome {
         status: status.as_u16(),
         component: component.clone(),
         reusable,
     };
+    let unsized_body = !bodiless && !head.headers.contains_key(CONTENT_LENGTH);
+    let ready = if unsized_body {
+        match ReadyBody::take(&mut body, READY_BODY_LIMIT) {
+            Ok(ready) => ready,
+            Err(e) => {
+                tracing::debug!("response body failed before its head was sent: {e}");
+                let reusable = respond_error(session, 500, "guest_error", GUEST_FAILED).await;
+                return fail(500, reusable && pump.is_none_or(|p| p.read_to_end()));
+            }
+        }
+    } else {
+        ReadyBody {
+            data: Bytes::new(),
+            complete: false,
+        }
+    };
+    if ready.complete {
+        let _ = head.insert_header(CONTENT_LENGTH, ready.data.len().to_string());
+    } else if unsized_body && !session.is_http2() {
+        let _ = head.insert_header(TRANSFER_ENCODING, "chunked");
+    }
     if session.write_response_header(Box::new(head)).await.is_err() {
         return outcome(false);
+    }
+    if ready.complete || !ready.data.is_empty() {
+        // A whole body goes out with its head in one write.
+        if session
+            .write_response_body(ready.data, ready.complete)
+            .await
+            .is_err()
+        {
+            return outcome(false);
+        }
+        if ready.complete {
+            return outcome(pump.is_none_or(|p| p.read_to_end()));
+        }
     }
     loop {
         let frame = if let Some(p) = pump.as_mut().filter(|p| !p.is_done()) {
@@ -392,6 +424,9 @@ fn guest_request(
     Ok(request)
 }
 
+/// What a client is told when its app failed; the details go to the log.
+const GUEST_FAILED: &str = "the app failed while handling this request";
+
 /// Maps a failed guest run to the client's status, code and message. The
 /// message never contains guest details; those go to the log.
 fn classify_failure(
@@ -408,11 +443,7 @@ fn classify_failure(
             "the app did not answer within its time limit",
         )
     } else {
-        (
-            500,
-            "guest_error",
-            "the app failed while handling this request",
-        )
+        (500, "guest_error", GUEST_FAILED)
     }
 }
 

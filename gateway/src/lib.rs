@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
+pub mod ready_body;
 pub mod request_body;
 pub mod request_link;
 pub mod runtime;
