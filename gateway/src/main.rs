@@ -3,6 +3,12 @@
 use clap::Parser;
 use gateway::config::{Cli, OperatorConfig};
 
+/// mimalloc rather than glibc's malloc: every request allocates and frees
+/// many small objects across the edge threads, and glibc's malloc and free
+/// took about 9 % of a wasm request's CPU (BENCHMARKS.md, issue 6).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     gateway::logging::init("info");
     let config = match OperatorConfig::from_cli(Cli::parse()) {
