@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// Longest latency the histograms hold: an hour, in µs. Longer ones saturate.
 const MAX_MICROS: u64 = 3_600_000_000;
 
+/// A latency histogram in µs. Callers pass 2 or 3 significant figures, which
+/// hdrhistogram accepts with these bounds, so creating it cannot fail.
 pub fn histogram(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, sigfig).expect("valid histogram bounds")
 }
