@@ -1,13 +1,15 @@
-//! One compiled component of one app, ready to serve: its instance-pre (p2
-//! `ProxyPre` or p3 `ServicePre`, detected once) and the dispatcher that
-//! gives every request a fresh instance in a fresh `Store` with the app's
-//! limits.
+//! One compiled component of one app, ready to serve: its instance-pre and
+//! the dispatcher that gives every request a fresh instance in a fresh
+//! `Store` with the app's limits. A wasi:http 0.2 component compiled for the
+//! direct engine is called by `crate::direct_p2`; anything else (0.3, or 0.2
+//! using the async ABI) goes through Wasmtime's `ProxyHandler`.
 //!
 //! Instance policy: one request per instance for both wasi:http 0.2 and 0.3.
 //! Spin and `wasmtime serve` reuse p3 instances for throughput; Okra chooses
 //! isolation first (no state survives between requests, and a CPU budget
 //! belongs to exactly one request). The performance work may revisit p3.
 
+use crate::direct_p2::DirectP2;
 use crate::guest_state::{CpuBudget, GuestState, MemoryLimiter};
 use crate::inbound::InboundContext;
 use crate::metrics::Metrics;
@@ -17,7 +19,7 @@ use crate::runtime::Runtime;
 use crate::spin_variables::ComponentVariables;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tenant_config::Limits;
@@ -53,9 +55,17 @@ pub struct GuestEnvironment {
 
 /// A component compiled and linked for one app.
 pub struct ComponentRunner {
-    handler: ProxyHandler<ComponentHost>,
+    dispatch: Dispatch,
     pub labels: ComponentLabels,
     pub wasi_http_version: &'static str,
+}
+
+/// How requests reach the component's instances.
+enum Dispatch {
+    /// wasi:http 0.2 on the direct engine: called on the request's own task.
+    Direct(DirectP2),
+    /// Through `ProxyHandler` on the concurrent engine.
+    Handler(ProxyHandler<HandlerHost>),
 }
 
 impl ComponentRunner {
@@ -79,21 +89,8 @@ impl ComponentRunner {
                 labels.component
             )
         })?;
-        let (pre, version) = match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
-            Ok(p3) => (ProxyPre::P3(p3), "0.3"),
-            Err(_) => match wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre) {
-                Ok(p2) => (ProxyPre::P2(p2), "0.2"),
-                Err(e) => {
-                    return Err(format_err!(
-                        "component `{}` exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3: {e}",
-                        labels.component
-                    ));
-                }
-            },
-        };
-        let host = ComponentHost {
-            pre,
-            engine: runtime.engine.clone(),
+        let factory = GuestFactory {
+            engine: component.engine().clone(),
             tick: runtime.config.epoch_tick(),
             limits,
             environment,
@@ -101,8 +98,35 @@ impl ComponentRunner {
             metrics,
             outbound,
         };
+        let no_handler = |e: wasmtime::Error| {
+            format_err!(
+                "component `{}` exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3: {e}",
+                labels.component
+            )
+        };
+        let (dispatch, version) = if runtime.is_direct(&component) {
+            let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(no_handler)?;
+            (Dispatch::Direct(DirectP2::new(factory, pre)), "0.2")
+        } else {
+            let (pre, version) =
+                match wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+                    Ok(p3) => (ProxyPre::P3(p3), "0.3"),
+                    Err(_) => (
+                        ProxyPre::P2(
+                            wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+                                .map_err(no_handler)?,
+                        ),
+                        "0.2",
+                    ),
+                };
+            let host = HandlerHost {
+                factory: Arc::new(factory),
+                pre,
+            };
+            (Dispatch::Handler(ProxyHandler::new(host)), version)
+        };
         Ok(ComponentRunner {
-            handler: ProxyHandler::new(host),
+            dispatch,
             labels,
             wasi_http_version: version,
         })
@@ -116,12 +140,17 @@ impl ComponentRunner {
         inbound: Arc<InboundContext>,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
     ) -> wasmtime::Result<http::Response<wasmtime_wasi_http::WasiBody>> {
-        let data = RequestData {
-            timeout: self.handler.state().limits.request_timeout(),
-            link,
-            inbound,
-        };
-        self.handler.handle(data, request).await
+        match &self.dispatch {
+            Dispatch::Direct(direct) => direct.handle(link, inbound, request).await,
+            Dispatch::Handler(handler) => {
+                let data = RequestData {
+                    timeout: handler.state().factory.limits.request_timeout(),
+                    link,
+                    inbound,
+                };
+                handler.handle(data, request).await
+            }
+        }
     }
 }
 
@@ -132,9 +161,9 @@ pub struct RequestData {
     inbound: Arc<InboundContext>,
 }
 
-/// Everything needed to make a `Store` and instance for this component.
-struct ComponentHost {
-    pre: ProxyPre<GuestState>,
+/// Makes the `Store`s of one component's instances, and reports how they
+/// ended.
+pub(crate) struct GuestFactory {
     engine: wasmtime::Engine,
     tick: Duration,
     limits: Limits,
@@ -144,7 +173,7 @@ struct ComponentHost {
     outbound: Arc<ComponentOutbound>,
 }
 
-impl ComponentHost {
+impl GuestFactory {
     fn wasi_ctx(&self) -> wasmtime::Result<WasiCtx> {
         let mut builder = WasiCtxBuilder::new();
         builder
@@ -163,23 +192,29 @@ impl ComponentHost {
     }
 }
 
-impl HandlerState for ComponentHost {
-    type StoreData = GuestState;
-    type WorkerExpiration = Deadline;
-    type WorkerState = SingleRequest;
+impl GuestFactory {
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance<GuestState, Deadline, SingleRequest>> {
+    /// A fresh `Store` with this component's limits, CPU budget and WASI
+    /// context, serving the request of `link` and `inbound`.
+    pub(crate) fn new_store(
+        &self,
+        link: Arc<RequestLink>,
+        inbound: Arc<InboundContext>,
+    ) -> wasmtime::Result<Store<GuestState>> {
         let state = GuestState {
             wasi: self.wasi_ctx()?,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks {
                 component: self.outbound.clone(),
-                inbound: Arc::default(),
+                inbound,
             },
-            memory: MemoryLimiter::new(self.limits.memory_bytes, 100_000),
+            memory: MemoryLimiter::new(self.limits.memory_bytes, 100_000, link.clone()),
             cpu: CpuBudget::new(self.limits.cpu_time(), self.tick),
-            link: Arc::default(),
+            link,
             variables: self.environment.variables.clone(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -193,12 +228,81 @@ impl HandlerState for ComponentHost {
             Ok(update)
         });
         store.set_epoch_deadline(1);
-        let started = Instant::now();
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Ok(store)
+    }
+
+    /// Records how long an instantiation that started at `started` took.
+    pub(crate) fn instantiated(&self, started: Instant) {
         self.metrics
             .wasm_instantiate_seconds
             .observe(started.elapsed().as_secs_f64());
-        let expiration = Deadline::new(self.limits.request_timeout());
+    }
+
+    /// Logs and counts a guest that failed; `reason` is a label of
+    /// `okra_wasm_traps_total` (see [`failure_reason`]).
+    pub(crate) fn report_failure(&self, reason: &str, error: &wasmtime::Error) {
+        tracing::warn!(
+            tenant = %self.labels.tenant,
+            app = %self.labels.app,
+            component = %self.labels.component,
+            reason,
+            "guest failed: {error:?}"
+        );
+        self.metrics
+            .wasm_traps_total
+            .with_label_values(&[
+                &self.labels.tenant,
+                &self.labels.app,
+                &self.labels.component,
+                reason,
+            ])
+            .inc();
+    }
+}
+
+/// Which limit stopped a guest that failed: memory, cpu, timeout or trap.
+pub(crate) fn failure_reason(data: &GuestState, error: &wasmtime::Error) -> &'static str {
+    if data.memory.exceeded {
+        "memory"
+    } else if data.cpu.exceeded {
+        "cpu"
+    } else if error.to_string().contains("timed out") {
+        "timeout"
+    } else {
+        "trap"
+    }
+}
+
+/// Tells an instance's store which request it serves.
+pub(crate) fn attach_request(
+    state: &mut GuestState,
+    link: Arc<RequestLink>,
+    inbound: Arc<InboundContext>,
+) {
+    state.hooks.inbound = inbound;
+    state.memory.link = link.clone();
+    state.link = link;
+}
+
+/// `ProxyHandler`'s view of a component on the concurrent engine.
+struct HandlerHost {
+    factory: Arc<GuestFactory>,
+    pre: ProxyPre<GuestState>,
+}
+
+impl HandlerState for HandlerHost {
+    type StoreData = GuestState;
+    type WorkerExpiration = Deadline;
+    type WorkerState = SingleRequest;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<GuestState, Deadline, SingleRequest>> {
+        // The request is not known yet: `on_request_start` attaches it.
+        static UNATTACHED: LazyLock<Arc<InboundContext>> = LazyLock::new(Arc::default);
+        let mut store = self.factory.new_store(Arc::default(), UNATTACHED.clone())?;
+        let started = Instant::now();
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.factory.instantiated(started);
+        let expiration = Deadline::new(self.factory.limits.request_timeout());
         let deadline_link = expiration.link.clone();
         Ok(Instance {
             store,
@@ -206,9 +310,8 @@ impl HandlerState for ComponentHost {
             view: |s: &mut GuestState| s.http(),
             expiration,
             state: SingleRequest {
-                labels: self.labels.clone(),
-                metrics: self.metrics.clone(),
-                deadline_link: deadline_link.clone(),
+                factory: self.factory.clone(),
+                deadline_link,
             },
         })
     }
@@ -258,8 +361,7 @@ impl WorkerExpiration for Deadline {
 
 /// Accepts exactly one request per instance and reports how it ended.
 pub struct SingleRequest {
-    labels: ComponentLabels,
-    metrics: Arc<Metrics>,
+    factory: Arc<GuestFactory>,
     /// Where the request's link goes so the `Deadline` can see it.
     deadline_link: Arc<std::sync::Mutex<Option<Arc<RequestLink>>>>,
 }
@@ -289,10 +391,7 @@ impl WorkerState for SingleRequest {
         }: RequestData,
         _task: wasmtime::component::GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        let state = store.data_mut();
-        state.hooks.inbound = inbound;
-        state.link = link.clone();
-        state.memory.link = link.clone();
+        attach_request(store.data_mut(), link.clone(), inbound);
         if let Ok(mut slot) = self.deadline_link.lock() {
             *slot = Some(link);
         }
@@ -300,32 +399,9 @@ impl WorkerState for SingleRequest {
     }
 
     fn drop(&self, store: Store<GuestState>, result: wasmtime::Result<()>) {
-        let Err(error) = result else { return };
-        let data = store.data();
-        let reason = if data.memory.exceeded {
-            "memory"
-        } else if data.cpu.exceeded {
-            "cpu"
-        } else if error.to_string().contains("timed out") {
-            "timeout"
-        } else {
-            "trap"
-        };
-        tracing::warn!(
-            tenant = %self.labels.tenant,
-            app = %self.labels.app,
-            component = %self.labels.component,
-            reason,
-            "guest failed: {error:?}"
-        );
-        self.metrics
-            .wasm_traps_total
-            .with_label_values(&[
-                &self.labels.tenant,
-                &self.labels.app,
-                &self.labels.component,
-                reason,
-            ])
-            .inc();
+        if let Err(error) = result {
+            self.factory
+                .report_failure(failure_reason(store.data(), &error), &error);
+        }
     }
 }

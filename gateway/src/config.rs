@@ -46,7 +46,7 @@ pub struct Cli {
     /// Requests in flight per tenant [default: 100].
     #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<u32>,
-    /// Pool slots: component instances alive at once [default: 1000].
+    /// Pool slots per engine: component instances alive at once [default: 1000].
     #[arg(long, env = "OKRA_MAX_INSTANCES")]
     pub max_instances: Option<u32>,
     /// Largest linear memory any instance may reserve, in bytes [default: 268435456].

@@ -56,12 +56,12 @@ pub struct MemoryLimiter {
 }
 
 impl MemoryLimiter {
-    pub fn new(max_memory_bytes: u64, max_table_elements: usize) -> Self {
+    pub fn new(max_memory_bytes: u64, max_table_elements: usize, link: Arc<RequestLink>) -> Self {
         MemoryLimiter {
             max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
             max_table_elements,
             exceeded: false,
-            link: Arc::default(),
+            link,
         }
     }
 }
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn memory_limiter_refuses_growth_past_limit() {
-        let mut m = MemoryLimiter::new(1 << 20, 100);
+        let mut m = MemoryLimiter::new(1 << 20, 100, Arc::default());
         assert!(m.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!m.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
         assert!(m.exceeded);

@@ -5,6 +5,7 @@ pub mod app;
 pub mod component;
 pub mod config;
 pub mod control;
+pub mod direct_p2;
 pub mod edge;
 pub mod guest_request;
 pub mod guest_state;

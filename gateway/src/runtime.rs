@@ -1,7 +1,16 @@
-//! The one Wasmtime `Engine` every app shares: pooling allocator sized from the
+//! The Wasmtime engines every app shares: pooling allocator sized from the
 //! operator's configuration, copy-on-write memory images, epoch interruption
-//! driven by a ticker thread, and the `Linker` with everything a Spin
+//! driven by a ticker thread, and the `Linker`s with everything a Spin
 //! component may import.
+//!
+//! There are two engines with the same settings but one: components that
+//! export only `wasi:http/incoming-handler@0.2` compile for the *direct*
+//! engine, which has no component-model concurrency, so a request calls the
+//! guest directly on a fiber (see `crate::direct_p2`). Everything else
+//! (wasi:http 0.3, or a component using the async ABI) compiles for the
+//! *concurrent* engine and runs under `ProxyHandler`. Concurrency support
+//! costs every call its task bookkeeping even when the guest never uses it;
+//! the direct engine is measured in BENCHMARKS.md.
 
 use crate::guest_state::GuestState;
 use crate::spin_stubs;
@@ -21,7 +30,8 @@ use wasmtime::{
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Component instances alive at once across all tenants (pool slots).
+    /// Component instances alive at once across all tenants (pool slots),
+    /// per engine.
     pub max_instances: u32,
     /// Largest linear memory any instance may have, in bytes. Each pool slot
     /// reserves this much address space (plus a guard), so slots × this is
@@ -68,10 +78,18 @@ impl RuntimeConfig {
     }
 }
 
-/// The shared engine and linker.
-pub struct Runtime {
-    pub engine: Engine,
+/// One engine and the linker for it.
+struct EngineLinker {
+    engine: Engine,
     linker: Linker<GuestState>,
+}
+
+/// The shared engines and linkers.
+pub struct Runtime {
+    /// With component-model concurrency: wasi:http 0.3 and the async ABI.
+    concurrent: EngineLinker,
+    /// Without it: components that only export wasi:http 0.2.
+    direct: EngineLinker,
     pub config: RuntimeConfig,
     /// Compiled components by the SHA-256 of their wasm: a component shared
     /// by many apps, or redeployed unchanged, compiles once.
@@ -88,60 +106,47 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
-        let mut pool = PoolingAllocationConfig::default();
-        let slots = config.max_instances.max(1);
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(slots * 2)
-            .total_tables(slots * CORE_INSTANCES_PER_COMPONENT)
-            .total_stacks(slots)
-            .max_memories_per_module(1)
-            .max_memory_size(config.max_memory_bytes as usize)
-            .max_unused_warm_slots(config.max_unused_warm_slots)
-            .max_component_instance_size(4 << 20)
-            .max_core_instance_size(4 << 20)
-            .table_elements(100_000)
-            .linear_memory_keep_resident(usize::try_from(config.memory_keep_resident_bytes)?)
-            .table_keep_resident(usize::try_from(config.table_keep_resident_bytes)?)
-            .decommit_batch_size(config.decommit_batch_size.max(1) as usize)
-            .pagemap_scan(Enabled::Auto);
+        let cache =
+            match &config.compile_cache_dir {
+                Some(dir) => {
+                    let mut cache = CacheConfig::new();
+                    // Wasmtime wants an absolute directory.
+                    cache.with_directory(std::path::absolute(dir).with_context(|| {
+                        format!("the compile cache directory {}", dir.display())
+                    })?);
+                    Some(Cache::new(cache).with_context(|| {
+                        format!("opening the compile cache in {}", dir.display())
+                    })?)
+                }
+                None => None,
+            };
+        let concurrent = Engine::new(&engine_config(&config, true, cache.clone()))
+            .context("creating the Wasmtime engine")?;
+        let direct = Engine::new(&engine_config(&config, false, cache))
+            .context("creating the Wasmtime engine")?;
 
-        let mut wasm = Config::new();
-        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .wasm_component_model(true)
-            .wasm_component_model_async(true)
-            .epoch_interruption(true)
-            .memory_init_cow(true)
-            // Reserve only what a memory may use, plus a guard, instead of
-            // Wasmtime's 4 GiB per memory: bounds checks in exchange for not
-            // mapping terabytes of address space.
-            .memory_reservation(config.max_memory_bytes)
-            .memory_guard_size(32 << 20)
-            .memory_reservation_for_growth(0);
-        if let Some(dir) = &config.compile_cache_dir {
-            let mut cache = CacheConfig::new();
-            // Wasmtime wants an absolute directory.
-            cache.with_directory(
-                std::path::absolute(dir)
-                    .with_context(|| format!("the compile cache directory {}", dir.display()))?,
-            );
-            wasm.cache(Some(Cache::new(cache).with_context(|| {
-                format!("opening the compile cache in {}", dir.display())
-            })?));
-        }
-        let engine = Engine::new(&wasm).context("creating the Wasmtime engine")?;
-
-        let mut linker = Linker::new(&engine);
+        let mut linker = Linker::new(&concurrent);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        let mut direct_linker = Linker::new(&direct);
+        wasmtime_wasi::p2::add_to_linker_async(&mut direct_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut direct_linker)?;
 
-        start_epoch_ticker(&engine, config.epoch_tick())
-            .context("starting the epoch ticker thread")?;
+        for engine in [&concurrent, &direct] {
+            start_epoch_ticker(engine, config.epoch_tick())
+                .context("starting the epoch ticker thread")?;
+        }
         Ok(Runtime {
-            engine,
-            linker,
+            concurrent: EngineLinker {
+                engine: concurrent,
+                linker,
+            },
+            direct: EngineLinker {
+                engine: direct,
+                linker: direct_linker,
+            },
             config,
             compiled: Mutex::default(),
         })
@@ -154,7 +159,12 @@ impl Runtime {
         if let Some(component) = self.lock_compiled().get(&key) {
             return Ok(component.clone());
         }
-        let component = Component::new(&self.engine, wasm)?;
+        let engine = if exports_only_wasi_http_p2(wasm) {
+            &self.direct.engine
+        } else {
+            &self.concurrent.engine
+        };
+        let component = Component::new(engine, wasm)?;
         let mut compiled = self.lock_compiled();
         if compiled.len() >= MAX_COMPILED_IN_MEMORY
             && let Some(evicted) = compiled.keys().next().copied()
@@ -175,12 +185,89 @@ impl Runtime {
     /// interfaces and "unsupported" stubs for any other Spin platform
     /// interface the component imports.
     pub fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
-        let mut linker = self.linker.clone();
-        crate::spin_variables::define(&mut linker, &self.engine, component)?;
-        spin_stubs::define_unsupported(&mut linker, &self.engine, component)?;
+        let base = if self.is_direct(component) {
+            &self.direct
+        } else {
+            &self.concurrent
+        };
+        let mut linker = base.linker.clone();
+        crate::spin_variables::define(&mut linker, &base.engine, component)?;
+        spin_stubs::define_unsupported(&mut linker, &base.engine, component)?;
         Ok(linker)
     }
+
+    /// Whether `component` was compiled for the direct (no concurrency) engine.
+    pub fn is_direct(&self, component: &Component) -> bool {
+        Engine::same(component.engine(), &self.direct.engine)
+    }
 }
+
+/// The engine settings; `concurrent` turns on component-model concurrency
+/// (needed by wasi:http 0.3 and the async ABI).
+fn engine_config(config: &RuntimeConfig, concurrent: bool, cache: Option<Cache>) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = config.max_instances.max(1);
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * 2)
+        .total_tables(slots * CORE_INSTANCES_PER_COMPONENT)
+        .total_stacks(slots)
+        .max_memories_per_module(1)
+        .max_memory_size(config.max_memory_bytes as usize)
+        .max_unused_warm_slots(config.max_unused_warm_slots)
+        .max_component_instance_size(4 << 20)
+        .max_core_instance_size(4 << 20)
+        .table_elements(100_000)
+        .linear_memory_keep_resident(config.memory_keep_resident_bytes as usize)
+        .table_keep_resident(config.table_keep_resident_bytes as usize)
+        .decommit_batch_size(config.decommit_batch_size.max(1) as usize)
+        .pagemap_scan(Enabled::Auto);
+
+    let mut wasm = Config::new();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .wasm_component_model(true)
+        .concurrency_support(concurrent)
+        .wasm_component_model_async(concurrent)
+        .epoch_interruption(true)
+        .memory_init_cow(true)
+        // Reserve only what a memory may use, plus a guard, instead of
+        // Wasmtime's 4 GiB per memory: bounds checks in exchange for not
+        // mapping terabytes of address space.
+        .memory_reservation(config.max_memory_bytes)
+        .memory_guard_size(32 << 20)
+        .memory_reservation_for_growth(0);
+    if cache.is_some() {
+        wasm.cache(cache);
+    }
+    wasm
+}
+
+/// True when the component's own exports include
+/// `wasi:http/incoming-handler@0.2.x` and not `wasi:http/handler@0.3.x`.
+/// Anything unparsable answers false: the concurrent engine then compiles it
+/// and reports the error.
+fn exports_only_wasi_http_p2(wasm: &[u8]) -> bool {
+    use wasmtime::wasmparser::{Parser, Payload};
+    let (mut depth, mut p2, mut p3) = (0usize, false, false);
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(exports)) if depth == 0 => {
+                for export in exports.into_iter().flatten() {
+                    let name = export.name.name;
+                    p2 |= name.starts_with("wasi:http/incoming-handler@0.2");
+                    p3 |= name.starts_with("wasi:http/handler@0.3");
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    p2 && !p3
+}
+
+impl Runtime {}
 
 /// Increments the engine's epoch on a dedicated thread for the life of the process.
 fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
@@ -195,4 +282,37 @@ fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wasm(path: &str) -> Vec<u8> {
+        std::fs::read(path).unwrap()
+    }
+
+    #[test]
+    fn only_wasi_http_p2_components_go_to_the_direct_engine() {
+        assert!(exports_only_wasi_http_p2(&wasm(test_programs::SDK5_GUEST)));
+        assert!(exports_only_wasi_http_p2(&wasm(
+            test_programs::HELLO5_GUEST
+        )));
+        assert!(!exports_only_wasi_http_p2(&wasm(test_programs::SDK7_GUEST)));
+        assert!(!exports_only_wasi_http_p2(&wasm(test_programs::HELLO_WASM)));
+        // Not a component, or cut short: the concurrent engine reports it.
+        assert!(!exports_only_wasi_http_p2(b"\0asm\x01\0\0\0"));
+        let p2 = wasm(test_programs::SDK5_GUEST);
+        assert!(!exports_only_wasi_http_p2(&p2[..p2.len() / 2]));
+
+        let runtime = Runtime::new(RuntimeConfig {
+            max_instances: 4,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let p2 = runtime.compile(&p2).unwrap();
+        let p3 = runtime.compile(&wasm(test_programs::SDK7_GUEST)).unwrap();
+        assert!(runtime.is_direct(&p2));
+        assert!(!runtime.is_direct(&p3));
+    }
 }
