@@ -185,3 +185,35 @@ async fn guests_cannot_open_sockets() {
         assert!(text.starts_with("connect=error("), "{addr}: {text}");
     }
 }
+
+/// A p2 guest whose client leaves mid-body keeps running off the request's
+/// task until it notices and returns, and then gives its pool slot back:
+/// with a single slot per engine, the next request still gets served.
+#[tokio::test]
+async fn a_guest_whose_client_left_ends_and_frees_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(&["--max-instances", "1"]);
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /p2/t/download?bytes=1000000000 HTTP/1.1\r\nHost: k.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 1024];
+    let n = conn.read(&mut head).await.unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    drop(conn);
+    // The slot frees once the guest's next write fails; poll for it.
+    let mut last = 0;
+    for _ in 0..100 {
+        let r = get(&gw, "k.localhost", "/p2/t/hello").await;
+        if r.status == 200 {
+            return;
+        }
+        last = r.status;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the only pool slot never came back (last status {last})");
+}
