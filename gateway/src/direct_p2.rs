@@ -6,9 +6,10 @@
 //! The guest keeps running after it has set its response (it is usually
 //! still writing the body), so the running call travels inside the response
 //! body ([`GuestDrivenBody`]): polling the body polls the guest first. If the
-//! edge drops the body before the guest has returned, the rest of the call
-//! moves to a task of its own and still runs to its end or its deadline, as
-//! it would have under `ProxyHandler`.
+//! edge lets go of a guest that has not returned (the client left, before or
+//! after the response head), the rest of the call moves to a task of its own
+//! and still runs to its end or its deadline, as it would have under
+//! `ProxyHandler`.
 
 use crate::component::{GuestFactory, failure_reason};
 use crate::guest_state::GuestState;
@@ -76,7 +77,7 @@ impl DirectP2 {
         });
         let mut guest = RunningGuest {
             call: Some(call),
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             factory: self.factory.clone(),
             link,
         };
@@ -105,11 +106,13 @@ impl DirectP2 {
     }
 }
 
-/// A guest call with its wall-clock deadline.
+/// A guest call with its wall-clock deadline. Dropped while the call still
+/// runs, it hands the call to a task of its own.
 struct RunningGuest {
     /// `None` once the call has ended (its store is dropped by then).
     call: Option<GuestCall>,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// `None` only once the call has moved to its own task.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     factory: Arc<GuestFactory>,
     link: Arc<RequestLink>,
 }
@@ -130,7 +133,10 @@ impl RunningGuest {
                 result
             }
             Poll::Pending => {
-                ready!(self.deadline.as_mut().poll(cx));
+                match self.deadline.as_mut() {
+                    Some(deadline) => ready!(deadline.as_mut().poll(cx)),
+                    None => return Poll::Pending,
+                }
                 self.link.stop(StopCause::Deadline);
                 let error = wasmtime::Error::from(ExpirationError);
                 self.factory.report_failure("timeout", &error);
@@ -181,12 +187,19 @@ impl Body for GuestDrivenBody {
     }
 }
 
-impl Drop for GuestDrivenBody {
+impl Drop for RunningGuest {
     fn drop(&mut self) {
-        if let Some(guest) = self.guest.take()
-            && guest.call.is_some()
-        {
-            tokio::spawn(guest);
+        if self.call.is_none() {
+            return;
+        }
+        // Outside a runtime (process exit) the guest simply stops.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(RunningGuest {
+                call: self.call.take(),
+                deadline: self.deadline.take(),
+                factory: self.factory.clone(),
+                link: self.link.clone(),
+            });
         }
     }
 }
