@@ -6,7 +6,7 @@
 use crate::auth::{generate_token, hash_token, token_matches};
 use crate::bundle::{self, BundleLimits};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::hostnames::{app_hosts, normalize_domain};
+use crate::hostnames::{app_hosts, default_host, host_key, normalize_domain};
 use crate::model::{AppRecord, State, TenantRecord, VersionRecord, validate_name};
 use crate::store::Store;
 use crate::validate::{BundleSummary, BundleValidator, check_tenant_policy, structural_check};
@@ -18,7 +18,7 @@ use axum::routing::{get, post, put};
 use http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tenant_config::Limits;
@@ -36,6 +36,9 @@ pub struct ApiConfig {
     pub bundle_limits: BundleLimits,
     /// How long the deep validation (compiling components) may take.
     pub validation_timeout: Duration,
+    /// Hostnames the operator serves itself (`--app`, `--reserved-host`), as
+    /// [`host_key`]s: no tenant may claim one, as a domain or a default host.
+    pub reserved_hosts: BTreeSet<String>,
 }
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
@@ -174,6 +177,18 @@ impl Api {
                 "this token may not act on tenant {tenant:?}"
             )))
         }
+    }
+
+    /// Refuses a hostname the operator has reserved.
+    fn check_not_reserved(&self, host: &str) -> ApiResult<()> {
+        if self.config.reserved_hosts.contains(&host_key(host)) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "host_reserved",
+                format!("the hostname {host:?} is reserved by the operator of this gateway"),
+            ));
+        }
+        Ok(())
     }
 
     fn hosts(&self, tenant: &str, app: &AppRecord) -> Vec<String> {
@@ -466,6 +481,18 @@ async fn set_limits(
             "memory_bytes, request_timeout_ms and max_concurrent_requests must be above 0",
         ));
     }
+    if [
+        limits.cpu_parallelism,
+        limits.requests_per_second,
+        limits.app_requests_per_second,
+    ]
+    .contains(&Some(0))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_limits",
+            "cpu_parallelism, requests_per_second and app_requests_per_second must be above 0 when set (leave one out for no limit)",
+        ));
+    }
     api.store
         .update(&mut |state: &mut State| {
             tenant_mut(state, &tenant)?.limits = Some(limits.clone());
@@ -526,7 +553,7 @@ async fn show_app(
     Ok(axum::Json(api.app_view(&tenant, record)))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = Vec<u8>, content_type = "application/gzip", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = Vec<u8>, content_type = "application/gzip", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn deploy(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -535,6 +562,7 @@ async fn deploy(
 ) -> ApiResult<Response> {
     let state = api.state_for(&headers, &tenant).await?;
     names(&tenant, Some(&app))?;
+    api.check_not_reserved(&default_host(&app, &tenant, &api.config.base_domain))?;
     let limit = api.config.max_bundle_bytes;
     let archive = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
@@ -733,6 +761,7 @@ async fn add_domain(
     api.state_for(&headers, &tenant).await?;
     let domain = normalize_domain(&domain, &api.config.base_domain)
         .map_err(|m| ApiError::bad_request("invalid_domain", m))?;
+    api.check_not_reserved(&domain)?;
     api.store
         .update(&mut |state: &mut State| {
             match state.domain_owner(&domain) {

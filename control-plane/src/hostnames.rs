@@ -14,6 +14,14 @@ pub fn app_hosts(tenant: &str, app: &crate::model::AppRecord, base_domain: &str)
         .collect()
 }
 
+/// The form in which a `Host` is compared: no trailing dot, IDNA (UTS #46)
+/// ASCII when it is a valid domain name, else lowercase. Operator hostnames
+/// are reserved in this form, so no spelling of one is free for a tenant.
+pub fn host_key(host: &str) -> String {
+    let trimmed = host.strip_suffix('.').unwrap_or(host);
+    idna::domain_to_ascii(trimmed).unwrap_or_else(|_| trimmed.to_ascii_lowercase())
+}
+
 /// Normalises a custom domain: IDNA (UTS #46) to ASCII, lowercase, no
 /// trailing dot. Refuses ports, paths, wildcards, IP literals and anything
 /// under `base_domain`, whose names belong to the default hostnames.
@@ -81,6 +89,15 @@ mod tests {
         ] {
             assert!(normalize_domain(bad, "okra.test").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn host_keys_fold_every_spelling_of_a_name() {
+        for spelling in ["Bücher.Example", "xn--bcher-kva.example.", "BÜCHER.example"] {
+            assert_eq!(host_key(spelling), "xn--bcher-kva.example", "{spelling}");
+        }
+        assert_eq!(host_key("API.Example.com."), "api.example.com");
+        assert_eq!(host_key("*"), "*");
     }
 
     #[test]

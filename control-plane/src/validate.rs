@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use http::StatusCode;
 use std::collections::BTreeMap;
 use std::path::Path;
+use tenant_config::paths::{PathError, PathScope, resolve_inside};
 use tenant_config::policy::{Policy, ScopeLevel};
 use tenant_config::{AppManifest, AppVariables};
 
@@ -61,16 +62,15 @@ pub fn structural_check(
 ) -> Result<BundleSummary, ApiError> {
     let text = std::fs::read_to_string(dir.join(crate::bundle::MANIFEST))
         .map_err(|e| invalid("invalid_manifest", format!("spin.toml: {e}")))?;
-    let manifest = AppManifest::parse(&text, Path::new(crate::bundle::MANIFEST), dir)
-        .map_err(|e| invalid("invalid_manifest", e.to_string()))?;
+    let manifest = AppManifest::parse_in(
+        &text,
+        Path::new(crate::bundle::MANIFEST),
+        dir,
+        PathScope::InsideApp,
+    )
+    .map_err(|e| invalid("invalid_manifest", e.to_string()))?;
     let shown = |path: &Path| path.strip_prefix(dir).unwrap_or(path).display().to_string();
     for (id, component) in &manifest.components {
-        if !component.source.starts_with(dir) {
-            return Err(invalid(
-                "invalid_manifest",
-                format!("component `{id}`: source must be a path inside the app directory"),
-            ));
-        }
         if !component.source.is_file() {
             return Err(invalid(
                 "missing_file",
@@ -80,8 +80,14 @@ pub fn structural_check(
                 ),
             ));
         }
+        inside_bundle(dir, &component.source).map_err(|why| {
+            invalid(
+                "invalid_manifest",
+                format!("component `{id}`: source {why}"),
+            )
+        })?;
         for mount in &component.files {
-            if !mount.host_path.starts_with(dir) || !mount.host_path.exists() {
+            if !mount.host_path.exists() {
                 return Err(invalid(
                     "missing_file",
                     format!(
@@ -90,6 +96,12 @@ pub fn structural_check(
                     ),
                 ));
             }
+            inside_bundle(dir, &mount.host_path).map_err(|why| {
+                invalid(
+                    "invalid_manifest",
+                    format!("component `{id}`: files source {why}"),
+                )
+            })?;
         }
     }
     let policy_path = dir.join(crate::bundle::POLICY);
@@ -130,6 +142,18 @@ pub fn structural_check(
             .iter()
             .filter_map(|t| t.route.as_ref().map(|r| r.raw().to_string()))
             .collect(),
+    })
+}
+
+/// Refuses a path that resolves (symlinks included) outside the bundle.
+fn inside_bundle(dir: &Path, path: &Path) -> Result<(), String> {
+    // The reason is told without the server's own paths.
+    resolve_inside(dir, path).map(|_| ()).map_err(|why| {
+        let shown = path.strip_prefix(dir).unwrap_or(path).display();
+        match why {
+            PathError::Outside { .. } => format!("{shown} resolves outside the bundle"),
+            _ => format!("{shown} cannot be resolved inside the bundle"),
+        }
     })
 }
 

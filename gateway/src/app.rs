@@ -3,6 +3,7 @@
 //! its components linked for chaining), and the `Snapshot` that maps
 //! hostnames to apps.
 
+use crate::admission::{Admissions, TenantAdmission};
 use crate::component::{ComponentLabels, ComponentRunner, GuestEnvironment};
 use crate::inbound::JwtVerifier;
 use crate::metrics::Metrics;
@@ -10,13 +11,13 @@ use crate::outbound::{AppComponents, ComponentOutbound, Outbound};
 use crate::runtime::Runtime;
 use anyhow::{Context as _, bail};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tenant_config::paths::{PathScope, resolve_inside};
 use tenant_config::policy::{Policy, PolicyChain, ScopeLevel};
 use tenant_config::{
     AppManifest, AppVariables, Limits, RouteTable, StaticResponse, TriggerHandler,
 };
-use tokio::sync::Semaphore;
 
 /// What a route leads to.
 pub enum RouteTarget {
@@ -29,6 +30,10 @@ pub struct AppServices {
     pub runtime: Runtime,
     pub metrics: Arc<Metrics>,
     pub outbound: Arc<Outbound>,
+    /// Every tenant's instance count, shared by all its apps and builds.
+    pub admissions: Arc<Admissions>,
+    /// CPU-bound guests a tenant may run at once when its limits do not say.
+    pub default_cpu_parallelism: u32,
 }
 
 /// One deployed app.
@@ -37,8 +42,8 @@ pub struct App {
     pub name: String,
     pub routes: RouteTable<RouteTarget>,
     pub limits: Limits,
-    /// Caps the tenant's requests in flight.
-    pub inflight: Arc<Semaphore>,
+    /// The tenant's instance count and cap, shared with its other apps.
+    pub admission: Arc<TenantAdmission>,
     /// Verifies inbound bearer tokens, when the tenant configured keys.
     pub verifier: Option<Arc<JwtVerifier>>,
     /// Every component a trigger names, private ones included; chaining
@@ -53,34 +58,40 @@ pub type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
 pub struct TenantSpec {
     pub name: String,
     pub limits: Limits,
-    /// The tenant's outbound policy from the store; when `None`, the
-    /// operator's `--tenant-policy` file for this tenant (if any) applies.
+    /// The tenant's own outbound policy from the store, applied after the
+    /// operator's global and `--tenant-policy` scopes, never instead of them.
     pub policy: Option<Arc<Policy>>,
 }
 
 impl TenantSpec {
     /// Policy scopes every component of the tenant starts from: the
-    /// operator's global policy, then the tenant's.
+    /// operator's global policy, the operator's policy for this tenant, then
+    /// the tenant's own. Every scope must pass, so the tenant's policy can
+    /// only narrow what the operator allows.
     fn scopes(&self, outbound: &Outbound) -> Vec<Arc<tenant_config::policy::Scope>> {
-        match &self.policy {
-            Some(policy) => outbound
-                .global_scopes()
-                .into_iter()
-                .chain([policy.scope.clone()])
-                .collect(),
-            None => outbound.tenant_scopes(&self.name),
-        }
+        let mut scopes = outbound.tenant_scopes(&self.name);
+        scopes.extend(self.policy.as_ref().map(|p| p.scope.clone()));
+        scopes
     }
 
+    /// Who verifies inbound bearer tokens: the operator's keys for this
+    /// tenant when it set any (the tenant cannot swap in keys of its own and
+    /// mint the claims the operator's conditions test), else the tenant's.
     fn verifier(&self, outbound: &Outbound) -> anyhow::Result<Option<Arc<JwtVerifier>>> {
-        match &self.policy {
-            Some(policy) => match &policy.auth {
-                Some(auth) => Ok(Some(Arc::new(
-                    JwtVerifier::new(auth).context("the tenant policy's auth keys")?,
-                ))),
-                None => Ok(None),
-            },
-            None => Ok(outbound.verifier(&self.name)),
+        if let Some(operator) = outbound.verifier(&self.name) {
+            if self.policy.as_ref().is_some_and(|p| p.auth.is_some()) {
+                tracing::warn!(
+                    tenant = %self.name,
+                    "the tenant's policy sets auth keys, but the operator's tenant policy does too; the operator's verify inbound tokens"
+                );
+            }
+            return Ok(Some(operator));
+        }
+        match self.policy.as_ref().and_then(|p| p.auth.as_ref()) {
+            Some(auth) => Ok(Some(Arc::new(
+                JwtVerifier::new(auth).context("the tenant policy's auth keys")?,
+            ))),
+            None => Ok(None),
         }
     }
 }
@@ -93,15 +104,21 @@ struct AppContext<'a> {
     variables: &'a AppVariables,
     limits: &'a Limits,
     components: &'a Arc<AppComponents>,
+    /// The manifest's directory, and whether every path must stay inside it.
+    dir: &'a Path,
+    scope: PathScope,
 }
 
 impl App {
     /// Loads `spin.toml`, resolves its variables (`provider` first, then
-    /// defaults) and compiles every component a trigger names.
+    /// defaults) and compiles every component a trigger names. A tenant's
+    /// bundle is loaded with [`PathScope::InsideApp`]: no component reads or
+    /// mounts anything outside the manifest's directory.
     pub fn load(
         services: &AppServices,
         tenant: &TenantSpec,
         manifest_path: &Path,
+        scope: PathScope,
         provider: VariableProvider<'_>,
     ) -> anyhow::Result<App> {
         let limits = tenant.limits.clone();
@@ -113,12 +130,15 @@ impl App {
                 limits.memory_bytes
             );
         }
-        let manifest = AppManifest::load(manifest_path)?;
+        let manifest = AppManifest::load_in(manifest_path, scope)?;
         let policy = load_app_policy(manifest_path, &manifest)?;
         let variables = AppVariables::resolve(&manifest, provider)
             .with_context(|| format!("{}", manifest_path.display()))?;
-        let inflight = Arc::new(Semaphore::new(limits.max_concurrent_requests as usize));
-        let components = AppComponents::new(inflight.clone());
+        let admission =
+            services
+                .admissions
+                .tenant(&tenant.name, &limits, services.default_cpu_parallelism);
+        let components = AppComponents::new(admission.clone());
         let app = AppContext {
             tenant,
             manifest: &manifest,
@@ -126,6 +146,8 @@ impl App {
             variables: &variables,
             limits: &limits,
             components: &components,
+            dir: manifest_path.parent().unwrap_or(Path::new(".")),
+            scope,
         };
         let mut compiled: BTreeMap<String, Arc<ComponentRunner>> = BTreeMap::new();
         let mut routes = Vec::new();
@@ -154,7 +176,7 @@ impl App {
             tenant: tenant.name.clone(),
             name: manifest.name.clone(),
             routes: RouteTable::new(routes),
-            inflight,
+            admission,
             verifier: tenant.verifier(&services.outbound)?,
             limits,
             components: compiled,
@@ -182,6 +204,22 @@ fn load_app_policy(manifest_path: &Path, manifest: &AppManifest) -> anyhow::Resu
     Ok(Some(policy))
 }
 
+impl AppContext<'_> {
+    /// `path` as the component may use it: for a tenant's bundle, resolved
+    /// and refused unless it lies inside the bundle's directory.
+    fn confined(&self, path: &Path, id: &str, key: &str) -> anyhow::Result<PathBuf> {
+        match self.scope {
+            PathScope::Anywhere => Ok(path.to_path_buf()),
+            PathScope::InsideApp => resolve_inside(self.dir, path).map_err(|why| {
+                anyhow::anyhow!(
+                    "component `{id}`: {key} {} is not allowed: {why}",
+                    path.display()
+                )
+            }),
+        }
+    }
+}
+
 fn compile_component(
     services: &AppServices,
     app: &AppContext<'_>,
@@ -194,7 +232,8 @@ fn compile_component(
         .components
         .get(id)
         .with_context(|| format!("component `{id}` is not defined"))?;
-    let wasm = std::fs::read(&component.source).with_context(|| {
+    let source = app.confined(&component.source, id, "source")?;
+    let wasm = std::fs::read(&source).with_context(|| {
         format!(
             "component `{id}`: cannot read source {} (build it first)",
             component.source.display()
@@ -208,7 +247,8 @@ fn compile_component(
                 mount.host_path.display()
             );
         }
-        dirs.push((mount.host_path.clone(), mount.guest_path.clone()));
+        let host = app.confined(&mount.host_path, id, "files")?;
+        dirs.push((host, mount.guest_path.clone()));
     }
     let labels = ComponentLabels {
         tenant: tenant.name.clone(),
@@ -234,7 +274,10 @@ fn compile_component(
     let settings = policy
         .settings(&value_of)
         .map_err(|e| anyhow::anyhow!("component `{id}`: {e}"))?;
+    let inject_headers = crate::outbound::inject_headers(&settings)
+        .map_err(|e| anyhow::anyhow!("component `{id}`: {e}"))?;
     let outbound = Arc::new(ComponentOutbound {
+        inject_headers,
         labels: labels.clone(),
         allowed: manifest
             .allowed_hosts(id, &value_of)
@@ -273,8 +316,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn insert(&mut self, host: &str, app: Arc<App>) {
-        self.apps.insert(host.to_ascii_lowercase(), app);
+    /// Serves `app` at `host`; returns the app that held it before, if any.
+    pub fn insert(&mut self, host: &str, app: Arc<App>) -> Option<Arc<App>> {
+        self.apps.insert(host.to_ascii_lowercase(), app)
     }
 
     /// The app for a `Host` header value: port stripped, case-insensitive;

@@ -9,7 +9,9 @@
 //! isolation first (no state survives between requests, and a CPU budget
 //! belongs to exactly one request). The performance work may revisit p3.
 
+use crate::admission::InstanceSlot;
 use crate::direct_p2::DirectP2;
+use crate::guest_output::{GuestOutput, GuestStream};
 use crate::guest_state::{CpuBudget, GuestState, MemoryLimiter};
 use crate::inbound::InboundContext;
 use crate::metrics::Metrics;
@@ -94,6 +96,7 @@ impl ComponentRunner {
             tick: runtime.config.epoch_tick(),
             limits,
             environment,
+            output_labels: Arc::new(labels.clone()),
             labels: labels.clone(),
             metrics,
             outbound,
@@ -134,19 +137,23 @@ impl ComponentRunner {
 
     /// Runs one request in a fresh instance. Errors are downcastable to
     /// `ExpirationError` (deadline) or contain the guest's trap.
+    /// `slot` is the tenant's concurrency slot: the instance holds it until
+    /// it is gone.
     pub async fn handle(
         &self,
         link: Arc<RequestLink>,
         inbound: Arc<InboundContext>,
+        slot: InstanceSlot,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
     ) -> wasmtime::Result<http::Response<wasmtime_wasi_http::WasiBody>> {
         match &self.dispatch {
-            Dispatch::Direct(direct) => direct.handle(link, inbound, request).await,
+            Dispatch::Direct(direct) => direct.handle(link, inbound, slot, request).await,
             Dispatch::Handler(handler) => {
                 let data = RequestData {
                     timeout: handler.state().factory.limits.request_timeout(),
                     link,
                     inbound,
+                    slot,
                 };
                 handler.handle(data, request).await
             }
@@ -159,6 +166,7 @@ pub struct RequestData {
     timeout: Duration,
     link: Arc<RequestLink>,
     inbound: Arc<InboundContext>,
+    slot: InstanceSlot,
 }
 
 /// Makes the `Store`s of one component's instances, and reports how they
@@ -169,6 +177,8 @@ pub(crate) struct GuestFactory {
     limits: Limits,
     environment: GuestEnvironment,
     labels: ComponentLabels,
+    /// The same labels, shared with every instance's stdout and stderr.
+    output_labels: Arc<ComponentLabels>,
     metrics: Arc<Metrics>,
     outbound: Arc<ComponentOutbound>,
 }
@@ -177,8 +187,14 @@ impl GuestFactory {
     fn wasi_ctx(&self) -> wasmtime::Result<WasiCtx> {
         let mut builder = WasiCtxBuilder::new();
         builder
-            .inherit_stdout()
-            .inherit_stderr()
+            .stdout(GuestOutput::new(
+                self.output_labels.clone(),
+                GuestStream::Stdout,
+            ))
+            .stderr(GuestOutput::new(
+                self.output_labels.clone(),
+                GuestStream::Stderr,
+            ))
             .envs(&self.environment.env)
             .allow_tcp(false)
             .allow_udp(false)
@@ -203,6 +219,7 @@ impl GuestFactory {
         &self,
         link: Arc<RequestLink>,
         inbound: Arc<InboundContext>,
+        slot: Option<InstanceSlot>,
     ) -> wasmtime::Result<Store<GuestState>> {
         let state = GuestState {
             wasi: self.wasi_ctx()?,
@@ -216,6 +233,8 @@ impl GuestFactory {
             cpu: CpuBudget::new(self.limits.cpu_time(), self.tick),
             link,
             variables: self.environment.variables.clone(),
+            turn: slot.as_ref().map(InstanceSlot::cpu_turn),
+            slot,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -225,7 +244,14 @@ impl GuestFactory {
             if state.cpu.exceeded {
                 state.link.stop(StopCause::CpuBudget);
             }
-            Ok(update)
+            // A guest that ran through a tick is CPU-bound: it yields, then
+            // runs on only with one of its tenant's CPU turns.
+            Ok(match (update, &state.turn) {
+                (wasmtime::UpdateDeadline::Yield(ticks), Some(turn)) => {
+                    wasmtime::UpdateDeadline::YieldCustom(ticks, turn.next())
+                }
+                (update, _) => update,
+            })
         });
         store.set_epoch_deadline(1);
         Ok(store)
@@ -278,7 +304,10 @@ pub(crate) fn attach_request(
     state: &mut GuestState,
     link: Arc<RequestLink>,
     inbound: Arc<InboundContext>,
+    slot: InstanceSlot,
 ) {
+    state.turn = Some(slot.cpu_turn());
+    state.slot = Some(slot);
     state.hooks.inbound = inbound;
     state.memory.link = link.clone();
     state.link = link;
@@ -298,7 +327,9 @@ impl HandlerState for HandlerHost {
     async fn instantiate(&self) -> wasmtime::Result<Instance<GuestState, Deadline, SingleRequest>> {
         // The request is not known yet: `on_request_start` attaches it.
         static UNATTACHED: LazyLock<Arc<InboundContext>> = LazyLock::new(Arc::default);
-        let mut store = self.factory.new_store(Arc::default(), UNATTACHED.clone())?;
+        let mut store = self
+            .factory
+            .new_store(Arc::default(), UNATTACHED.clone(), None)?;
         let started = Instant::now();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.factory.instantiated(started);
@@ -388,10 +419,11 @@ impl WorkerState for SingleRequest {
             timeout,
             link,
             inbound,
+            slot,
         }: RequestData,
         _task: wasmtime::component::GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        attach_request(store.data_mut(), link.clone(), inbound);
+        attach_request(store.data_mut(), link.clone(), inbound, slot);
         if let Ok(mut slot) = self.deadline_link.lock() {
             *slot = Some(link);
         }

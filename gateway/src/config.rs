@@ -46,6 +46,15 @@ pub struct Cli {
     /// Requests in flight per tenant [default: 100].
     #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<u32>,
+    /// A tenant's CPU-bound guests that may run at once [default: half the edge threads, at least 1].
+    #[arg(long, env = "OKRA_CPU_PARALLELISM")]
+    pub cpu_parallelism: Option<u32>,
+    /// Requests per second per tenant, all apps together (429 beyond) [default: unlimited].
+    #[arg(long, env = "OKRA_REQUESTS_PER_SECOND")]
+    pub requests_per_second: Option<u32>,
+    /// Requests per second per app (429 beyond) [default: unlimited].
+    #[arg(long, env = "OKRA_APP_REQUESTS_PER_SECOND")]
+    pub app_requests_per_second: Option<u32>,
     /// Pool slots per engine: component instances alive at once [default: 1000].
     #[arg(long, env = "OKRA_MAX_INSTANCES")]
     pub max_instances: Option<u32>,
@@ -111,6 +120,10 @@ pub struct Cli {
     /// Largest app bundle a deploy may upload, compressed, in bytes [default: 67108864].
     #[arg(long, env = "OKRA_MAX_BUNDLE_BYTES")]
     pub max_bundle_bytes: Option<u64>,
+    /// A hostname no tenant may claim, besides the `--app` hosts (repeatable;
+    /// for a control plane whose gateways serve `--app` apps).
+    #[arg(long = "reserved-host", value_name = "HOST")]
+    pub reserved_hosts: Vec<String>,
 }
 
 /// An app served without the control plane.
@@ -152,6 +165,8 @@ pub struct ControlConfig {
     pub api: bool,
     pub base_domain: String,
     pub max_bundle_bytes: u64,
+    /// Hostnames no tenant may claim, besides the `[[apps]]` hosts.
+    pub reserved_hosts: Vec<String>,
 }
 
 impl Default for ControlConfig {
@@ -163,6 +178,7 @@ impl Default for ControlConfig {
             api: true,
             base_domain: "localhost".into(),
             max_bundle_bytes: 64 << 20,
+            reserved_hosts: Vec::new(),
         }
     }
 }
@@ -231,9 +247,25 @@ impl OperatorConfig {
         if cli.store.is_some() {
             config.control.store = cli.store;
         }
+        for (flag, field) in [
+            (cli.cpu_parallelism, &mut config.limits.cpu_parallelism),
+            (
+                cli.requests_per_second,
+                &mut config.limits.requests_per_second,
+            ),
+            (
+                cli.app_requests_per_second,
+                &mut config.limits.app_requests_per_second,
+            ),
+        ] {
+            if flag.is_some() {
+                *field = flag;
+            }
+        }
         if cli.no_api {
             config.control.api = false;
         }
+        config.control.reserved_hosts.extend(cli.reserved_hosts);
         if !cli.peers.is_empty() {
             config.peers = cli.peers;
         }
@@ -281,6 +313,7 @@ impl OperatorConfig {
         let dir = path.parent().unwrap_or(Path::new("."));
         for app in &mut config.apps {
             app.manifest = dir.join(&app.manifest);
+            app.host = control_plane::hostnames::host_key(&app.host);
         }
         config.control.data_dir = dir.join(&config.control.data_dir);
         let outbound = &mut config.outbound;
@@ -303,6 +336,16 @@ impl OperatorConfig {
             .get(name)
             .cloned()
             .or_else(|| std::env::var(format!("OKRA_VARIABLE_{}", name.to_ascii_uppercase())).ok())
+    }
+
+    /// Every hostname the operator keeps from tenants, as host keys: the
+    /// `[[apps]]` hosts and `reserved_hosts`.
+    pub fn reserved_hosts(&self) -> impl Iterator<Item = String> + '_ {
+        self.apps
+            .iter()
+            .map(|app| app.host.as_str())
+            .chain(self.control.reserved_hosts.iter().map(String::as_str))
+            .map(control_plane::hostnames::host_key)
     }
 
     /// The listeners self-routes balance over.
@@ -332,6 +375,18 @@ impl OperatorConfig {
         if self.limits.request_timeout_ms == 0 || self.limits.cpu_time_ms == 0 {
             bail!("request_timeout_ms and cpu_time_ms must be greater than 0");
         }
+        for (key, value) in [
+            ("cpu_parallelism", self.limits.cpu_parallelism),
+            ("requests_per_second", self.limits.requests_per_second),
+            (
+                "app_requests_per_second",
+                self.limits.app_requests_per_second,
+            ),
+        ] {
+            if value == Some(0) {
+                bail!("limits.{key} must be at least 1; leave it out for no limit");
+            }
+        }
         let mut hosts = std::collections::HashSet::new();
         for app in &self.apps {
             if !hosts.insert(app.host.to_ascii_lowercase()) {
@@ -354,7 +409,8 @@ fn parse_app_flag(spec: &str) -> anyhow::Result<StaticApp> {
         bail!("--app {spec:?}: {host:?} is not a hostname (no port, scheme or path)");
     }
     Ok(StaticApp {
-        host: host.to_ascii_lowercase(),
+        // The form clients send and the snapshot matches: IDNA ASCII, lowercase.
+        host: control_plane::hostnames::host_key(host),
         manifest: PathBuf::from(manifest),
     })
 }

@@ -21,11 +21,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tenant_config::Limits;
+use tenant_config::paths::PathScope;
 
 /// How often the watcher compares versions even without a notification.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest wait between attempts to build apps that failed.
+const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 /// How long compiling a deploy's components may take.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where unpacked bundles live, under the data directory. Guests are given
+/// directories inside their own bundle only.
+const BUNDLES_DIR: &str = "cache/bundles";
+/// The generated admin token, under the data directory.
+const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// Lives as long as the process: the store, the watcher and the API run here.
 static CONTROL_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -65,12 +74,16 @@ pub fn start(
         .block_on(control_plane::store::open(&url))
         .with_context(|| format!("opening the store {url}"))?;
     let data_dir = data_dir(config, &url);
+    let bundles_dir = data_dir.join(BUNDLES_DIR);
+    let mut secrets = vec![data_dir.join(ADMIN_TOKEN_FILE)];
+    secrets.extend(url.strip_prefix("file:").map(PathBuf::from));
+    check_secrets_outside(&bundles_dir, &secrets)?;
     let builder = SnapshotBuilder::new(
         services.clone(),
         store.clone(),
         config.control.base_domain.clone(),
         config.limits.clone(),
-        data_dir.join("cache/bundles"),
+        bundles_dir,
         static_apps,
     );
     let status = builder.status();
@@ -80,6 +93,7 @@ pub fn start(
         swap: swap.clone(),
         metrics: services.metrics.clone(),
         served: None,
+        retry: None,
     };
     // The edge starts with the store's apps; a store that is down now (Redis
     // restarting) is caught up with by the watcher.
@@ -96,6 +110,44 @@ pub fn start(
         serve_api(runtime, config.control.api_listen, api)?;
     }
     Ok(swap)
+}
+
+/// Refuses a layout that puts the store or the admin token inside the
+/// directory guests' bundles are unpacked into: whatever a guest can be
+/// given, those are never in it.
+fn check_secrets_outside(bundles: &Path, secrets: &[PathBuf]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(bundles).with_context(|| format!("creating {}", bundles.display()))?;
+    let bundles = bundles.canonicalize()?;
+    for secret in secrets {
+        if resolved(secret)?.starts_with(&bundles) {
+            anyhow::bail!(
+                "{} is inside {}, where tenants' bundles are unpacked; give the store and --data-dir separate places",
+                secret.display(),
+                bundles.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with symlinks resolved, for a path that may not
+/// exist yet: its nearest existing ancestor is resolved and the rest appended.
+fn resolved(path: &Path) -> std::io::Result<PathBuf> {
+    let path = std::path::absolute(path)?;
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(base) => return Ok(rest.iter().rev().fold(base, |p, part| p.join(part))),
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => return Ok(path.clone()),
+            },
+        }
+    }
 }
 
 /// The `control-plane` binary: the REST API over the store, with deploys
@@ -127,7 +179,7 @@ fn api(
 ) -> anyhow::Result<Arc<Api>> {
     let admin_token_hash = control_plane::auth::admin_token_hash(
         std::env::var("OKRA_ADMIN_TOKEN").ok().as_deref(),
-        &data_dir.join("admin-token"),
+        &data_dir.join(ADMIN_TOKEN_FILE),
     )
     .context("setting up the admin token")?;
     Ok(Arc::new(Api {
@@ -149,6 +201,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
         max_bundle_bytes: usize::try_from(config.control.max_bundle_bytes).unwrap_or(usize::MAX),
         bundle_limits: BundleLimits::default(),
         validation_timeout: VALIDATION_TIMEOUT,
+        reserved_hosts: config.reserved_hosts().collect(),
     }
 }
 
@@ -183,6 +236,9 @@ struct Watcher {
     metrics: Arc<Metrics>,
     /// The store version the current snapshot was built from.
     served: Option<u64>,
+    /// When the last build left apps unbuilt: when to try them again, and
+    /// how long to wait after that (doubling up to [`MAX_RETRY_INTERVAL`]).
+    retry: Option<(tokio::time::Instant, Duration)>,
 }
 
 impl Watcher {
@@ -192,6 +248,16 @@ impl Watcher {
         let report = self.builder.build(&state).await;
         self.swap.store(Arc::new(report.snapshot));
         self.served = Some(state.version);
+        self.retry = if report.failures == 0 {
+            None
+        } else {
+            // A failure may pass (a blob fetch during a store blip, a full
+            // disk): build again later even if nothing changes.
+            let wait = self.retry.map_or(POLL_INTERVAL, |(_, last)| {
+                (last * 2).min(MAX_RETRY_INTERVAL)
+            });
+            Some((tokio::time::Instant::now() + wait, wait))
+        };
         self.metrics.config_version.set(state.version as i64);
         let result = if report.failures == 0 { "ok" } else { "error" };
         self.metrics
@@ -217,8 +283,11 @@ impl Watcher {
                 }
                 _ = tokio::time::sleep(POLL_INTERVAL) => {}
             }
+            let retry_due = self
+                .retry
+                .is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
             match self.store.version().await {
-                Ok(version) if Some(version) == self.served => {}
+                Ok(version) if Some(version) == self.served && !retry_due => {}
                 Ok(_) => {
                     if let Err(e) = self.reload().await {
                         tracing::warn!("reloading from the store: {e:#}");
@@ -250,7 +319,7 @@ impl BundleValidator for GatewayValidator {
         let manifest = manifest.to_path_buf();
         let variables = variables.clone();
         tokio::task::spawn_blocking(move || {
-            App::load(&services, &spec, &manifest, &|name| {
+            App::load(&services, &spec, &manifest, PathScope::InsideApp, &|name| {
                 variables.get(name).cloned()
             })
             .map(|_| ())
@@ -258,5 +327,34 @@ impl BundleValidator for GatewayValidator {
         .await
         .map_err(|e| format!("the compile task failed: {e}"))?
         .map_err(|e| format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_and_admin_token_may_not_live_among_bundles() {
+        let data = tempfile::tempdir().unwrap();
+        let bundles = data.path().join(BUNDLES_DIR);
+        let outside = [
+            data.path().join(ADMIN_TOKEN_FILE),
+            data.path().to_path_buf(),
+            data.path().join("state.json"),
+        ];
+        check_secrets_outside(&bundles, &outside).unwrap();
+        for inside in [
+            bundles.join("x/admin-token"),
+            bundles.join("store"),
+            data.path().join("cache/./bundles/../bundles/y"),
+        ] {
+            let err = check_secrets_outside(&bundles, std::slice::from_ref(&inside)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("where tenants' bundles are unpacked"),
+                "{err}"
+            );
+        }
     }
 }

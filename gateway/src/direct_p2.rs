@@ -11,6 +11,7 @@
 //! and still runs to its end or its deadline, as it would have under
 //! `ProxyHandler`.
 
+use crate::admission::{CpuTurn, InstanceSlot};
 use crate::component::{GuestFactory, failure_reason};
 use crate::guest_state::GuestState;
 use crate::inbound::InboundContext;
@@ -56,10 +57,12 @@ impl DirectP2 {
         &self,
         link: Arc<RequestLink>,
         inbound: Arc<InboundContext>,
+        slot: InstanceSlot,
         request: http::Request<WasiBody>,
     ) -> wasmtime::Result<http::Response<WasiBody>> {
         let deadline = tokio::time::Instant::now() + self.factory.limits().request_timeout();
-        let mut store = self.factory.new_store(link.clone(), inbound)?;
+        let turn = slot.cpu_turn();
+        let mut store = self.factory.new_store(link.clone(), inbound, Some(slot))?;
         let started = Instant::now();
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.factory.instantiated(started);
@@ -80,6 +83,7 @@ impl DirectP2 {
             deadline: Some(Box::pin(tokio::time::sleep_until(deadline))),
             factory: self.factory.clone(),
             link,
+            turn,
         };
 
         let response = std::future::poll_fn(|cx| {
@@ -115,6 +119,9 @@ struct RunningGuest {
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     factory: Arc<GuestFactory>,
     link: Arc<RequestLink>,
+    /// The guest's CPU turn: held only while it runs, so given back every
+    /// time polling the call returns.
+    turn: CpuTurn,
 }
 
 impl RunningGuest {
@@ -124,7 +131,9 @@ impl RunningGuest {
         let Some(call) = self.call.as_mut() else {
             return Poll::Ready(Ok(()));
         };
-        let result = match call.as_mut().poll(cx) {
+        let polled = call.as_mut().poll(cx);
+        self.turn.release();
+        let result = match polled {
             Poll::Ready((store, result)) => {
                 if let Err(e) = &result {
                     self.factory
@@ -199,6 +208,7 @@ impl Drop for RunningGuest {
                 deadline: self.deadline.take(),
                 factory: self.factory.clone(),
                 link: self.link.clone(),
+                turn: self.turn.clone(),
             });
         }
     }

@@ -107,6 +107,10 @@ impl Edge {
             .await;
             return false;
         }
+        if let Err(why) = declared_length(session) {
+            respond_error(session, 400, "invalid_content_length", why).await;
+            return false;
+        }
         let header = session.req_header();
         let path = header.uri.path().to_string();
         if path == "/.well-known/spin/health" {
@@ -126,6 +130,15 @@ impl Edge {
             let message = format!("no app is served at host {host:?}");
             return respond_error(session, 404, "unknown_host", &message).await;
         };
+        if let Err(wait) = app.admission.check_rate(&app.name) {
+            self.metrics
+                .rate_limited_total
+                .with_label_values(&[&app.tenant])
+                .inc();
+            let reusable = respond_rate_limited(session, wait).await;
+            self.record(&app, String::new(), 429, started);
+            return reusable;
+        }
         let outcome = match app.routes.route(&path) {
             None => Outcome {
                 status: 404,
@@ -139,30 +152,23 @@ impl Edge {
                 reusable: respond_static(session, response).await,
             },
             Some((pattern, RouteTarget::Component(runner), matched)) => {
-                let gauge = self
-                    .metrics
-                    .tenant_inflight_requests
-                    .with_label_values(&[&app.tenant]);
-                gauge.inc();
-                let outcome = run_component(session, &app, &host, pattern, &matched, runner).await;
-                gauge.dec();
-                outcome
+                run_component(session, &app, &host, pattern, &matched, runner).await
             }
         };
+        self.record(&app, outcome.component, outcome.status, started);
+        outcome.reusable
+    }
+
+    /// Counts a request of `app` that ended with `status`.
+    fn record(&self, app: &App, component: String, status: u16, started: Instant) {
         self.metrics
             .http_requests_total
-            .with_label_values(&[
-                &app.tenant,
-                &app.name,
-                &outcome.component,
-                &outcome.status.to_string(),
-            ])
+            .with_label_values(&[&app.tenant, &app.name, &component, &status.to_string()])
             .inc();
         self.metrics
             .http_request_duration_seconds
             .with_label_values(&[&app.tenant, &app.name])
             .observe(started.elapsed().as_secs_f64());
-        outcome.reusable
     }
 }
 
@@ -182,17 +188,14 @@ async fn run_component(
         reusable,
     };
     let max_body = app.limits.max_request_body_bytes;
-    let declared = session
-        .req_header()
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    // Checked by `serve` before any request gets here.
+    let declared = declared_length(session).ok().flatten();
     if declared.is_some_and(|n| n > max_body) {
         respond_body_too_large(session, max_body).await;
         return fail(413, false);
     }
-    let Ok(_permit) = app.inflight.clone().try_acquire_owned() else {
+    // The instance holds the slot until it is gone, however the client fares.
+    let Some(slot) = app.admission.try_acquire() else {
         let reusable = respond_error(
             session,
             503,
@@ -242,7 +245,7 @@ async fn run_component(
     let is_head = request.method() == Method::HEAD;
 
     let (link, _response_sent) = RequestLink::new();
-    let response = runner.handle(link.clone(), inbound.clone(), request);
+    let response = runner.handle(link.clone(), inbound.clone(), slot, request);
     tokio::pin!(response);
     // Phase 1: feed the request body until the guest answers.
     let response = loop {
@@ -277,15 +280,26 @@ async fn run_component(
     // Phase 2: send the response head, then its body, still feeding the request body.
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
+    if status.is_informational() {
+        // An interim head as the final answer would leave the client waiting
+        // for another response on a connection that has moved on.
+        tracing::debug!(%status, "the guest answered with an interim status");
+        let reusable = respond_error(
+            session,
+            502,
+            "bad_guest_response",
+            "the app answered with an interim (1xx) status as its final response",
+        )
+        .await;
+        return fail(502, reusable && pump.is_none_or(|p| p.read_to_end()));
+    }
     let mut head = ResponseHeader::from(parts);
     for name in HOP_BY_HOP {
         head.remove_header(*name);
     }
     let _ = head.insert_header(X_REQUEST_ID, inbound.request_id.as_str());
-    let bodiless = is_head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let bodiless =
+        is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let outcome = |reusable| Outcome {
         status: status.as_u16(),
         component: component.clone(),
@@ -388,6 +402,28 @@ fn has_both_length_headers(session: &ServerSession) -> bool {
         })
 }
 
+/// The request's `Content-Length`, if it has one. Anything but a single
+/// plain decimal number is refused (`5, 5`, two headers, `+5`), so the body
+/// the edge frames and the length it checks can never disagree.
+fn declared_length(session: &ServerSession) -> Result<Option<u64>, &'static str> {
+    let mut values = session.req_header().headers.get_all(CONTENT_LENGTH).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("a request may carry only one Content-Length");
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 19 || !bytes.iter().all(u8::is_ascii_digit) {
+        return Err("Content-Length must be a single decimal number");
+    }
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Some)
+        .ok_or("Content-Length must be a single decimal number")
+}
+
 /// Builds the request the guest sees from the client's (see `crate::guest_request`).
 fn guest_request(
     session: &ServerSession,
@@ -476,6 +512,29 @@ async fn respond_static(session: &mut ServerSession, response: &StaticResponse) 
         }
     }
     write_whole(session, head, Bytes::from(response.body.clone())).await
+}
+
+/// 429 with `Retry-After` in whole seconds, rounded up.
+async fn respond_rate_limited(session: &mut ServerSession, wait: std::time::Duration) -> bool {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let body = serde_json::json!({ "error": {
+        "code": "rate_limited",
+        "message": "this app or its tenant is over its requests per second; retry later",
+    }})
+    .to_string();
+    let Ok(mut head) = ResponseHeader::build(429, Some(3)) else {
+        return false;
+    };
+    if head
+        .insert_header("content-type", "application/json")
+        .is_err()
+        || head
+            .insert_header("retry-after", seconds.max(1).to_string())
+            .is_err()
+    {
+        return false;
+    }
+    write_whole(session, head, Bytes::from(body)).await
 }
 
 async fn respond_body_too_large(session: &mut ServerSession, max_body: u64) -> bool {

@@ -9,17 +9,7 @@ use tenant_config::spin_headers::{InboundRequest, is_reserved_header, spin_heade
 use tenant_config::{RouteMatch, RoutePattern};
 use wasmtime_wasi_http::WasiBody;
 
-/// Hop-by-hop headers: never forwarded between a sender and the guest.
-pub const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
-];
+pub use tenant_config::spin_headers::HOP_BY_HOP;
 
 /// What the request is and which route it matched.
 pub struct GuestRequest<'a> {

@@ -2,6 +2,7 @@
 //! the outbound hook, its variables, and the per-request limits (memory, CPU) with the flags
 //! that say which limit stopped it.
 
+use crate::admission::{CpuTurn, InstanceSlot};
 use crate::outbound::OutboundHooks;
 use crate::request_link::{RequestLink, StopCause};
 use crate::spin_variables::ComponentVariables;
@@ -24,6 +25,11 @@ pub struct GuestState {
     pub link: Arc<RequestLink>,
     /// The component's variables, for the variables interfaces.
     pub variables: ComponentVariables,
+    /// The tenant's concurrency slot this instance holds (set once its
+    /// request is attached); given back when the store is dropped.
+    pub slot: Option<InstanceSlot>,
+    /// The tenant's CPU turns, which the guest waits for once CPU-bound.
+    pub turn: Option<CpuTurn>,
 }
 
 impl WasiView for GuestState {

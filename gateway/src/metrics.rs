@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +19,7 @@ pub struct Metrics {
     pub wasm_instantiate_seconds: Histogram,
     pub wasm_traps_total: IntCounterVec,
     pub tenant_inflight_requests: IntGaugeVec,
+    pub tenant_cpu_waiting: IntGaugeVec,
     pub outbound_requests_total: IntCounterVec,
     pub outbound_duration_seconds: HistogramVec,
     pub outbound_failures_total: IntCounterVec,
@@ -27,6 +28,8 @@ pub struct Metrics {
     pub peer_up: IntGaugeVec,
     pub config_version: IntGauge,
     pub config_reloads_total: IntCounterVec,
+    pub audit_dropped_total: IntCounter,
+    pub rate_limited_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -71,6 +74,12 @@ impl Metrics {
                 r,
                 "okra_tenant_inflight_requests",
                 "Requests in flight per tenant",
+                &["tenant"],
+            )?,
+            tenant_cpu_waiting: gauges(
+                r,
+                "okra_tenant_cpu_waiting",
+                "CPU-bound guests per tenant waiting for one of the tenant's CPU turns",
                 &["tenant"],
             )?,
             outbound_requests_total: counters(
@@ -123,6 +132,20 @@ impl Metrics {
                 "Snapshots built from the store; error when an app failed to build and kept its previous version",
                 &["result"],
             )?,
+            audit_dropped_total: registered(
+                r,
+                IntCounter::new(
+                    "okra_audit_dropped_total",
+                    "Outbound audit records dropped because the audit file writer fell behind",
+                )?,
+            )?,
+            rate_limited_total: counters(
+                r,
+                "okra_rate_limited_total",
+                "Requests refused with 429 because the tenant or the app was over its requests per second",
+                &["tenant"],
+            )?,
+
             registry,
         })
     }

@@ -2,6 +2,7 @@
 //! (store, watcher, embedded API), the Pingora edge listener, the metrics
 //! listener and the self-route peers' health checks.
 
+use crate::admission::Admissions;
 use crate::app::{App, AppServices, TenantSpec};
 use crate::config::OperatorConfig;
 use crate::edge::Edge;
@@ -18,6 +19,7 @@ use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tenant_config::PathScope;
 
 /// Tenant name for apps given with `--app`.
 pub const LOCAL_TENANT: &str = "local";
@@ -39,6 +41,7 @@ pub fn app_services(
         runtime_config.compile_cache_dir =
             Some(crate::control::data_dir(config, &url).join("cache/compiled"));
     }
+    let tick = runtime_config.epoch_tick();
     let services = Arc::new(AppServices {
         runtime: Runtime::new(runtime_config)?,
         outbound: Arc::new(Outbound::new(
@@ -46,9 +49,24 @@ pub fn app_services(
             metrics.clone(),
             peers,
         )?),
+        admissions: Arc::new(Admissions::new(
+            metrics.tenant_inflight_requests.clone(),
+            metrics.tenant_cpu_waiting.clone(),
+            tick,
+        )),
+        default_cpu_parallelism: (edge_threads(config) / 2).max(1) as u32,
         metrics,
     });
     Ok((services, peer_health))
+}
+
+/// The edge's worker threads: `threads`, or one per CPU.
+fn edge_threads(config: &OperatorConfig) -> usize {
+    if config.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.threads
+    }
 }
 
 /// Builds the server; `run_forever` on the result serves until a signal.
@@ -63,18 +81,21 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
             limits: config.limits.clone(),
             policy: None,
         };
-        let loaded = App::load(&services, &tenant, &app.manifest, &variable)
-            .with_context(|| format!("loading the app for {}", app.host))?;
+        // The operator's own apps may name files anywhere, as in Spin.
+        let loaded = App::load(
+            &services,
+            &tenant,
+            &app.manifest,
+            PathScope::Anywhere,
+            &variable,
+        )
+        .with_context(|| format!("loading the app for {}", app.host))?;
         tracing::info!(host = %app.host, app = %loaded.name, "app loaded");
         static_apps.push((app.host.clone(), Arc::new(loaded)));
     }
     let snapshot = crate::control::start(config, services, static_apps)?;
 
-    let threads = if config.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        config.threads
-    };
+    let threads = edge_threads(config);
     let conf = ServerConf {
         threads,
         grace_period_seconds: Some(1),

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tenant_config::Limits;
+use tenant_config::paths::PathScope;
 use tenant_config::policy::{Policy, ScopeLevel};
 
 /// One app as last built.
@@ -96,9 +97,6 @@ impl SnapshotBuilder {
     /// Builds the snapshot for `state`.
     pub async fn build(&mut self, state: &State) -> BuildReport {
         let mut snapshot = Snapshot::default();
-        for (host, app) in &self.static_apps {
-            snapshot.insert(host, app.clone());
-        }
         let mut built = HashMap::new();
         let mut statuses = HashMap::new();
         let mut failures = 0;
@@ -146,6 +144,15 @@ impl SnapshotBuilder {
                 built.insert(key, serving);
             }
         }
+        // The operator's own hosts win over anything in the store.
+        for (host, app) in &self.static_apps {
+            if let Some(shadowed) = snapshot.insert(host, app.clone()) {
+                tracing::warn!(
+                    %host, tenant = %shadowed.tenant, app = %shadowed.name,
+                    "a stored app claims a host the operator serves; the operator's app keeps it"
+                );
+            }
+        }
         self.built = built;
         self.status.replace(statuses);
         BuildReport { snapshot, failures }
@@ -162,9 +169,13 @@ impl SnapshotBuilder {
         let variables = app.variables.clone();
         let services = self.services.clone();
         tokio::task::spawn_blocking(move || {
-            App::load(&services, &spec, &dir.join("spin.toml"), &|name| {
-                variables.get(name).cloned()
-            })
+            App::load(
+                &services,
+                &spec,
+                &dir.join("spin.toml"),
+                PathScope::InsideApp,
+                &|name| variables.get(name).cloned(),
+            )
         })
         .await
         .context("the build task failed")?
@@ -198,7 +209,7 @@ pub fn tenant_spec(tenant: &TenantRecord, default_limits: &Limits) -> anyhow::Re
                 text,
                 Path::new("tenant policy"),
                 ScopeLevel::Tenant,
-                &format!("tenant {}", tenant.name),
+                &format!("tenant {} (its own policy)", tenant.name),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         )),

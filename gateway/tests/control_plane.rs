@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use support::control::{
-    ADMIN, assert_error, call, create_tenant, delete_app, deploy, get_json, host, rollback,
-    start_node, static_bundle, until_gone, until_served,
+    ADMIN, assert_error, call, create_tenant, delete_app, deploy, get_json, host, node_with_web,
+    rollback, start_node, static_bundle, until_gone, until_served,
 };
 use support::{get, wait_metrics};
 
@@ -226,17 +226,7 @@ const COMPONENT_APP: &str = "spin_manifest_version = 2\n[application]\nname = \"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_and_broken_bundles_are_refused_and_nothing_changes() {
     let data = tempfile::tempdir().unwrap();
-    let node = start_node(&file_store(&data), true, &["--max-bundle-bytes", "200000"]);
-    let token = create_tenant(node.api, "acme").await;
-    let (status, _) = deploy(
-        node.api,
-        &token,
-        "acme",
-        "web",
-        static_bundle("web", "good"),
-    )
-    .await;
-    assert_eq!(status, 201);
+    let (node, token) = node_with_web(&data, "good", &["--max-bundle-bytes", "200000"]).await;
 
     let regular = tar::EntryType::Regular;
     // Incompressible bytes, so the upload itself is too large.
@@ -255,6 +245,16 @@ async fn hostile_and_broken_bundles_are_refused_and_nothing_changes() {
             400,
             "invalid_bundle",
             "tar.gz",
+        ),
+        (
+            "a static response that frames itself",
+            bundle_with(
+                "spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\nstatic_response = { headers = { transfer-encoding = \"chunked\" }, body = \"x\" }\n",
+                &[],
+            ),
+            422,
+            "invalid_manifest",
+            "frames the message",
         ),
         (
             "escaping path",
@@ -382,6 +382,215 @@ async fn hostile_and_broken_bundles_are_refused_and_nothing_changes() {
     );
 }
 
+/// A `.tar.gz` whose first entry is a GNU long name (or PAX header) that
+/// claims 512 MiB and carries it: about 0.5 MB compressed.
+fn extension_bomb(kind: tar::EntryType) -> Vec<u8> {
+    use std::io::Write as _;
+    let size: u64 = 512 << 20;
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+    gz.write_all(header.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..size / chunk.len() as u64 {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+/// The manifest of app `web` with one component `c` described by `component`.
+fn component_manifest(component: &str) -> String {
+    format!(
+        "spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\n{component}"
+    )
+}
+
+/// A tenant's bundle may name no file outside itself, at any layer: the API
+/// refuses it, a guest cannot climb out of its own mount, and a gateway
+/// refuses to build such a version even when it reaches the store without
+/// the API's checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_cannot_reach_the_gateways_files() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let token = create_tenant(node.api, "acme").await;
+    let sdk5 = std::fs::read(test_programs::SDK5_GUEST).unwrap();
+    let with_files = |component: &str| {
+        bundle_with(
+            &component_manifest(component),
+            &[("c.wasm", &sdk5), ("static/a.txt", b"mine")],
+        )
+    };
+    let escapes = [
+        "source = \"c.wasm\"\nfiles = [{ source = \"../../../../../../../../\", destination = \"/host\" }]\n".to_string(),
+        "source = \"c.wasm\"\nfiles = [{ source = \"static/../../..\", destination = \"/host\" }]\n".to_string(),
+        "source = \"c.wasm\"\nfiles = [{ source = \"/\", destination = \"/host\" }]\n".to_string(),
+        "source = \"c.wasm\"\nfiles = [\"../../**\"]\n".to_string(),
+        format!("source = \"../../../../../../../..{}\"\n", test_programs::SDK5_GUEST),
+        format!("source = \"{}\"\n", test_programs::SDK5_GUEST),
+    ];
+    for component in &escapes {
+        let (status, body) = deploy(node.api, &token, "acme", "web", with_files(component)).await;
+        assert_error(status, &body, 422, "invalid_manifest");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("component.c.")
+                && (message.contains("`..`") || message.contains("absolute")),
+            "{component}: {message}"
+        );
+    }
+
+    // The bundle's own directory mounts, and the guest cannot climb out of it.
+    let (status, body) = deploy(
+        node.api,
+        &token,
+        "acme",
+        "web",
+        with_files(
+            "source = \"c.wasm\"\nfiles = [{ source = \"static\", destination = \"/data\" }]\n",
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let web = host("web", "acme");
+    until_served(&node.gateway, &web, "Hello from spin-sdk 5").await;
+    let read = |path: &str| {
+        let path = format!("/file?path={path}");
+        let gateway = &node.gateway;
+        let web = web.clone();
+        async move { get(gateway, &web, &path).await.text() }
+    };
+    assert!(read("/data/a.txt").await.starts_with("read=mine "));
+    for escape in [
+        "/data/../spin.toml",
+        "/data/../../../admin-token",
+        "/data/../../../state.json",
+        "/state.json",
+    ] {
+        let text = read(escape).await;
+        assert!(text.starts_with("read=error("), "{escape}: {text}");
+    }
+
+    // A version that reaches the store without the API's checks.
+    let manifest = component_manifest(
+        "source = \"c.wasm\"\nfiles = [{ source = \"../../..\", destination = \"/host\" }]\n",
+    );
+    let blobs = {
+        use control_plane::store::Store as _;
+        let store = control_plane::store::file::FileStore::open(data.path()).unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        files.insert(
+            "spin.toml".to_string(),
+            store.put_blob(manifest.as_bytes()).await.unwrap(),
+        );
+        files.insert("c.wasm".to_string(), store.put_blob(&sdk5).await.unwrap());
+        files
+    };
+    write_behind_the_api(&data, |state| {
+        let app = state
+            .tenants
+            .get_mut("acme")
+            .unwrap()
+            .apps
+            .get_mut("web")
+            .unwrap();
+        let files = blobs.clone();
+        app.versions.insert(
+            9,
+            control_plane::model::VersionRecord {
+                version: 9,
+                files,
+                ..Default::default()
+            },
+        );
+        app.current = Some(9);
+    })
+    .await;
+    let mut error = String::new();
+    for _ in 0..500 {
+        let (_, show) = get_json(node.api, "/v1/tenants/acme/apps/web", &token).await;
+        if let Some(e) = show["status"]["error"].as_str() {
+            error = e.to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        error.contains("version 9") && error.contains("`..`"),
+        "{error:?}"
+    );
+    // The version before it keeps serving, and nothing of the host is mounted.
+    assert!(read("/data/a.txt").await.starts_with("read=mine "));
+    assert!(read("/host/admin-token").await.starts_with("read=error("));
+}
+
+/// Archives that would make the tar reader allocate what their headers
+/// claim, or that cannot be written to disk, are refused with a 4xx, and the
+/// gateway keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_bombs_and_contradictions_get_a_4xx() {
+    let data = tempfile::tempdir().unwrap();
+    let (node, token) = node_with_web(&data, "good", &[]).await;
+    let regular = tar::EntryType::Regular;
+    let directory = tar::EntryType::Directory;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "GNU long name of 512 MiB",
+            extension_bomb(tar::EntryType::GNULongName),
+            "long name of 536870912 bytes",
+        ),
+        (
+            "PAX header of 512 MiB",
+            extension_bomb(tar::EntryType::XHeader),
+            "PAX header of 536870912 bytes",
+        ),
+        (
+            "a file and a directory at one path",
+            raw_bundle(&[
+                ("spin.toml", regular, b"x"),
+                ("a", regular, b"1"),
+                ("a/b", regular, b"2"),
+            ]),
+            "both a file and a directory",
+        ),
+        (
+            "a directory entry over a file",
+            raw_bundle(&[
+                ("spin.toml", regular, b"x"),
+                ("a", regular, b"1"),
+                ("a/", directory, b""),
+            ]),
+            "both a file and a directory",
+        ),
+        (
+            "a regular file named ./",
+            raw_bundle(&[("spin.toml", regular, b"x"), ("./", regular, b"1")]),
+            "needs a name",
+        ),
+    ];
+    for (what, bundle, want) in cases {
+        assert!(bundle.len() < 1 << 20, "{what}: {} bytes", bundle.len());
+        let (status, body) = deploy(node.api, &token, "acme", "web", bundle).await;
+        assert_error(status, &body, 400, "invalid_bundle");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{what}: {message}");
+    }
+    assert_eq!(
+        get(&node.gateway, &host("web", "acme"), "/").await.text(),
+        "good"
+    );
+    // Reading either bomb's header whole would have taken 512 MiB.
+    let peak_mib = node.gateway.peak_rss_kib() / 1024;
+    assert!(
+        peak_mib < 400,
+        "the bombs took the gateway to {peak_mib} MiB"
+    );
+}
+
 /// PUTs or DELETEs a domain of `tenant`'s app `shop`.
 async fn domain_call(
     api: std::net::SocketAddr,
@@ -439,6 +648,257 @@ async fn custom_domains_are_unique_after_normalisation() {
     let (status, _) = domain_call(node.api, "PUT", &evil, "evil", "shop.example.com").await;
     assert_eq!(status, 204);
     until_served(&node.gateway, "shop.example.com", "evil shop").await;
+}
+
+/// Writes a change straight into a file store behind the API's back, as a
+/// compromised or buggy control plane might.
+/// Returns the new store version.
+async fn write_behind_the_api(
+    data: &tempfile::TempDir,
+    change: impl Fn(&mut control_plane::model::State) + Send + Sync,
+) -> u64 {
+    use control_plane::store::Store as _;
+    let store = control_plane::store::file::FileStore::open(data.path()).unwrap();
+    let state = store
+        .update(&mut |state| {
+            change(state);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    state.version
+}
+
+/// Waits until the gateway serves store version `version`.
+async fn until_version(gateway: &support::Gateway, version: u64) {
+    let line = format!("okra_config_version {version}");
+    wait_metrics(gateway, &[&line]).await;
+}
+
+/// The operator's `--app` hostnames belong to the operator: no tenant can
+/// claim one, in any spelling, as a domain or as an app's default hostname,
+/// and one that reaches the store anyway does not win in the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_hosts_are_reserved() {
+    let data = tempfile::tempdir().unwrap();
+    let operator = support::control::static_app("op", "operator app");
+    let manifest = operator.path().join("spin.toml");
+    let shop_flag = format!("Shop.Example.com={}", manifest.display());
+    let api_flag = format!("api.acme.{}={}", support::control::BASE, manifest.display());
+    let node = start_node(
+        &file_store(&data),
+        true,
+        &[
+            "--app",
+            &shop_flag,
+            "--app",
+            &api_flag,
+            "--reserved-host",
+            "Bücher.example",
+        ],
+    );
+    let acme = create_tenant(node.api, "acme").await;
+    let (status, _) = deploy(
+        node.api,
+        &acme,
+        "acme",
+        "shop",
+        static_bundle("shop", "tenant shop"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    until_served(&node.gateway, "shop.example.com", "operator app").await;
+    for spelling in [
+        "shop.example.com",
+        "SHOP.Example.COM.",
+        "xn--bcher-kva.example",
+        "B%C3%BCcher.example",
+    ] {
+        let (status, body) = domain_call(node.api, "PUT", &acme, "acme", spelling).await;
+        assert_error(status, &body, 409, "host_reserved");
+    }
+    // The operator serves api.acme.<base>: acme may not deploy an app named api.
+    let (status, body) = deploy(node.api, &acme, "acme", "api", static_bundle("api", "mine")).await;
+    assert_error(status, &body, 409, "host_reserved");
+
+    // Claimed behind the API's back, the operator's host still wins.
+    let version = write_behind_the_api(&data, |state| {
+        let app = state
+            .tenants
+            .get_mut("acme")
+            .unwrap()
+            .apps
+            .get_mut("shop")
+            .unwrap();
+        app.domains.insert("shop.example.com".into());
+    })
+    .await;
+    until_version(&node.gateway, version).await;
+    assert_eq!(
+        get(&node.gateway, "shop.example.com", "/").await.text(),
+        "operator app"
+    );
+    assert_eq!(
+        get(&node.gateway, "api.acme.okra.test", "/").await.text(),
+        "operator app"
+    );
+    assert_eq!(
+        get(&node.gateway, &host("shop", "acme"), "/").await.text(),
+        "tenant shop"
+    );
+}
+
+/// A tenant's own policy is added to the operator's `--tenant-policy`, never
+/// swapped for it: the operator's condition still applies, and the tenant
+/// cannot bring JWT keys of its own to mint the claims that condition tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_policy_cannot_lift_the_operators() {
+    let up = support::upstream::Upstream::start().await;
+    let port = up.port();
+    let data = tempfile::tempdir().unwrap();
+    let operator_policy = data.path().join("operator-acme.json");
+    std::fs::write(
+        &operator_policy,
+        r#"{"policy.http.fetch.condition": "!request.path.startsWith('/bytes') || request.auth.claims.role == 'internal'",
+            "auth": {"hs256Secrets": ["operator-secret"]}}"#,
+    )
+    .unwrap();
+    let policy_flag = format!("acme={}", operator_policy.display());
+    let node = start_node(
+        &file_store(&data),
+        true,
+        &["--tenant-policy", &policy_flag, "--block-networks", "none"],
+    );
+    let acme = create_tenant(node.api, "acme").await;
+    let sdk5 = std::fs::read(test_programs::SDK5_GUEST).unwrap();
+    let manifest = component_manifest(&format!(
+        "source = \"c.wasm\"\nallowed_outbound_hosts = [\"http://127.0.0.1:{port}\"]\n"
+    ));
+    let (status, body) = deploy(
+        node.api,
+        &acme,
+        "acme",
+        "web",
+        bundle_with(&manifest, &[("c.wasm", &sdk5)]),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let web = host("web", "acme");
+    let fetch = |path: &str, token: Option<String>| {
+        let gateway = &node.gateway;
+        let web = web.clone();
+        let path = format!("/fetch?url=http://127.0.0.1:{port}{path}");
+        async move {
+            let headers: Vec<(&str, &str)> = token
+                .as_deref()
+                .map(|t| vec![("authorization", t)])
+                .unwrap_or_default();
+            support::send(gateway, "GET", &web, &path, &headers, bytes::Bytes::new())
+                .await
+                .text()
+        }
+    };
+    until_served(&node.gateway, &web, "Hello from spin-sdk 5").await;
+    assert!(
+        fetch("/bytes?n=3", None)
+            .await
+            .contains("HttpRequestDenied")
+    );
+
+    // The tenant sets a policy of its own, with keys of its own.
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        Some(&acme),
+        r#"{"http.fetch": {"injectHeaders": {"x-tenant-policy": "applied"}},
+            "auth": {"hs256Secrets": ["tenant-secret"]}}"#,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let mut seen = String::new();
+    for _ in 0..500 {
+        seen = fetch("/headers", None).await;
+        if seen.contains("x-tenant-policy: applied") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        seen.contains("x-tenant-policy: applied"),
+        "the tenant policy never applied: {seen}"
+    );
+    // The operator's condition still decides, with the operator's keys.
+    let minted = Some(support::bearer_jwt("tenant-secret", "internal"));
+    assert!(
+        fetch("/bytes?n=3", None)
+            .await
+            .contains("HttpRequestDenied")
+    );
+    assert!(
+        fetch("/bytes?n=3", minted)
+            .await
+            .contains("HttpRequestDenied")
+    );
+    let granted = fetch(
+        "/bytes?n=3",
+        Some(support::bearer_jwt("operator-secret", "internal")),
+    )
+    .await;
+    assert!(granted.starts_with("status=200 "), "{granted}");
+}
+
+/// A build that failed for a reason that passes (here a blob that arrives
+/// after the version naming it) is tried again without another store write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_is_retried_without_a_new_store_write() {
+    use control_plane::store::Store as _;
+    let data = tempfile::tempdir().unwrap();
+    let (node, _) = node_with_web(&data, "first", &[]).await;
+    until_served(&node.gateway, &host("web", "acme"), "first").await;
+    let manifest = "spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\nstatic_response = { body = \"late blob\" }\n";
+    let blob = control_plane::store::blob_hash(manifest.as_bytes());
+    let version = write_behind_the_api(&data, |state| {
+        let app = state
+            .tenants
+            .get_mut("acme")
+            .unwrap()
+            .apps
+            .get_mut("web")
+            .unwrap();
+        let files = std::collections::BTreeMap::from([("spin.toml".to_string(), blob.clone())]);
+        app.versions.insert(
+            7,
+            control_plane::model::VersionRecord {
+                version: 7,
+                files,
+                ..Default::default()
+            },
+        );
+        app.current = Some(7);
+    })
+    .await;
+    until_version(&node.gateway, version).await;
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        if text.contains("okra_config_reloads_total{result=\"error\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        text.contains("okra_config_reloads_total{result=\"error\"}"),
+        "{text}"
+    );
+    assert_eq!(
+        get(&node.gateway, &host("web", "acme"), "/").await.text(),
+        "first"
+    );
+    // The blob arrives; the store's version does not change.
+    let store = control_plane::store::file::FileStore::open(data.path()).unwrap();
+    store.put_blob(manifest.as_bytes()).await.unwrap();
+    until_served(&node.gateway, &host("web", "acme"), "late blob").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,6 +267,65 @@ fn content_length_with_transfer_encoding_is_rejected() {
     );
 }
 
+/// A Content-Length that is a list, repeated or not a plain number is
+/// refused: the edge never frames a body by one reading and checks another.
+#[test]
+fn content_length_lists_and_repeats_are_rejected() {
+    let gw = Gateway::start(&["--max-request-body-bytes", "10"]);
+    for length in [
+        "5, 5",
+        "5,5",
+        "50, 50",
+        "+5",
+        "0x5",
+        " ",
+        "5\r\nContent-Length: 5",
+    ] {
+        let request = format!(
+            "POST /p2/t/upload HTTP/1.1\r\nHost: k.localhost\r\nContent-Length: {length}\r\n\r\nhello"
+        );
+        // Pingora itself drops some of these unanswered; none may be served.
+        let reply = raw_request(gw.addr, &request).unwrap_or_default();
+        assert!(
+            reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+            "{length:?}: {reply}"
+        );
+        assert!(!reply.contains("HTTP/1.1 200"), "{length:?}: {reply}");
+    }
+    let reply = raw_request(
+        gw.addr,
+        "POST /p2/t/upload HTTP/1.1\r\nHost: k.localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.ends_with("5"),
+        "{reply}"
+    );
+}
+
+/// A guest's interim (1xx) status is never sent as a final head: the client
+/// gets a 502 and the connection stays in step.
+#[test]
+fn an_interim_status_from_a_guest_becomes_502() {
+    use std::io::Write;
+    let gw = Gateway::start(&[]);
+    let mut conn = std::net::TcpStream::connect(gw.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    for code in [100, 101, 103, 199] {
+        let request = format!("GET /p2/t/status?code={code} HTTP/1.1\r\nHost: k.localhost\r\n\r\n");
+        conn.write_all(request.as_bytes()).unwrap();
+        let (head, body) = read_response(&mut conn);
+        assert!(head.starts_with("http/1.1 502"), "{code}: {head}");
+        assert!(String::from_utf8_lossy(&body).contains("bad_guest_response"));
+    }
+    conn.write_all(b"GET /p2/t/status?code=201 HTTP/1.1\r\nHost: k.localhost\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_response(&mut conn);
+    assert!(head.starts_with("http/1.1 201"), "{head}");
+    assert_eq!(body, b"status body");
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     use http_body_util::BodyExt;

@@ -217,3 +217,184 @@ async fn a_guest_whose_client_left_ends_and_frees_its_slot() {
     }
     panic!("the only pool slot never came back (last status {last})");
 }
+
+/// A client that leaves while its guest still runs does not free the
+/// tenant's slot: the instance holds it until it stops. Otherwise a tenant
+/// disconnecting in a loop could keep any number of guests running.
+#[tokio::test]
+async fn a_slot_stays_taken_until_the_guest_stops_not_until_the_client_leaves() {
+    use tokio::io::AsyncWriteExt;
+    let gw = Gateway::start(&[
+        "--max-concurrent-requests",
+        "2",
+        "--cpu-time-ms",
+        "1000",
+        "--request-timeout-ms",
+        "20000",
+    ]);
+    // Each loop gets a body the client never finishes, then the client goes:
+    // the edge sees it leave while the guest keeps looping.
+    for (prefix, component) in [("/p2", "sdk5"), ("/p3", "sdk7")] {
+        let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let head = format!(
+            "POST {prefix}/t/loop HTTP/1.1\r\nHost: k.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        support::wait_inflight(&gw, if component == "sdk5" { 1 } else { 2 }).await;
+        drop(conn);
+        let gone = format!(
+            r#"okra_http_requests_total{{app="kitchen",component="{component}",status="400",tenant="local"}} 1"#
+        );
+        support::wait_metrics(&gw, &[&gone]).await;
+    }
+    // Both clients are gone and the edge is done with them; both guests
+    // still loop, so the tenant is at its limit.
+    let refused = get(&gw, "k.localhost", "/p2/t/hello").await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    support::wait_inflight(&gw, 2).await;
+    // Once the loops spend their CPU budget, the slots come back.
+    support::wait_inflight(&gw, 0).await;
+    assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
+}
+
+/// What a guest writes to stdout and stderr reaches the operator's log one
+/// line per event, tagged with its tenant, app and component and escaped,
+/// so it cannot pass for a line of the gateway's own.
+#[tokio::test]
+async fn guest_output_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let gw = support::Launch {
+        env: &[("OKRA_LOG", "warn,okra::guest=info"), ("NO_COLOR", "1")],
+        stderr: Some(std::fs::File::create(&log_path).unwrap()),
+        ..support::Launch::default()
+    }
+    .start(
+        &[&format!("k.localhost={}", test_programs::KITCHEN_MANIFEST)],
+        &[],
+    );
+    assert_eq!(
+        get(&gw, "k.localhost", "/p2/t/print").await.text(),
+        "printed"
+    );
+    let mut log = String::new();
+    for _ in 0..200 {
+        log = std::fs::read_to_string(&log_path).unwrap();
+        if log.contains("no newline at the end") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let guest_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("guest says hi") || l.contains("partial") || l.contains("forged"))
+        .collect();
+    assert_eq!(guest_lines.len(), 3, "{log}");
+    for line in &guest_lines {
+        assert!(
+            line.contains("tenant=local")
+                && line.contains("app=kitchen")
+                && line.contains("component=sdk5"),
+            "untagged guest output: {line}"
+        );
+        assert!(!line.starts_with("2026-12-01T00:00:00"), "{line}");
+        assert!(
+            !line.contains('\u{1b}'),
+            "an escape code got through: {line:?}"
+        );
+    }
+    let forged = guest_lines.iter().find(|l| l.contains("forged")).unwrap();
+    assert!(
+        forged.contains("\\u{1b}[2J\\rno newline at the end"),
+        "{forged}"
+    );
+}
+
+/// Requests per second, per tenant and per app: past the bucket, 429 with a
+/// `Retry-After`, counted per tenant.
+#[tokio::test]
+async fn request_rates_are_limited_per_app_and_per_tenant() {
+    let gw = Gateway::start(&[
+        "--app-requests-per-second",
+        "3",
+        "--requests-per-second",
+        "5",
+    ]);
+    // All at once, so the buckets cannot refill in between on a slow machine.
+    let burst = |host: &'static str, n: usize| {
+        let gw = &gw;
+        async move {
+            let replies = futures::future::join_all((0..n).map(|_| {
+                get(
+                    gw,
+                    host,
+                    if host == "k.localhost" {
+                        "/static"
+                    } else {
+                        "/"
+                    },
+                )
+            }))
+            .await;
+            let ok = replies.iter().filter(|r| r.status < 400).count();
+            let limited: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+            (
+                ok,
+                limited.len(),
+                limited
+                    .iter()
+                    .map(|r| r.headers["retry-after"].to_str().unwrap_or("").to_string())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let (ok, limited, retry_after) = burst("k.localhost", 12).await;
+    // 3 at once, and one more for each third of a second the burst took.
+    assert!((3..=5).contains(&ok), "app bucket of 3: {ok} got through");
+    assert_eq!(ok + limited, 12);
+    assert!(
+        retry_after
+            .iter()
+            .all(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)),
+        "{retry_after:?}"
+    );
+    // The other app has a bucket of its own, but the tenant's holds 5 in all.
+    let (ok, _, _) = burst("hello.localhost", 12).await;
+    assert!(
+        ok <= 3,
+        "the tenant's bucket of 5 had {ok} left for the second app"
+    );
+    let text = support::wait_metrics(&gw, &[]).await;
+    let counted: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("okra_rate_limited_total{tenant=\"local\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(counted >= 17, "okra_rate_limited_total = {counted}");
+}
+
+/// A tenant's CPU-bound guests take turns: with one turn, three endless
+/// loops run one at a time and the other two wait (seen in
+/// `okra_tenant_cpu_waiting`), while short requests never wait for a turn.
+#[tokio::test]
+async fn cpu_bound_guests_of_a_tenant_take_turns() {
+    let gw = Gateway::start(&[
+        "--cpu-parallelism",
+        "1",
+        "--cpu-time-ms",
+        "1000",
+        "--request-timeout-ms",
+        "30000",
+    ]);
+    let loops = futures::future::join_all((0..3).map(|_| get(&gw, "k.localhost", "/p2/t/loop")));
+    let observe = async {
+        support::wait_metrics(&gw, &["okra_tenant_cpu_waiting{tenant=\"local\"} 2"]).await;
+        // A short request does not queue behind them.
+        assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
+    };
+    let (replies, ()) = tokio::join!(loops, observe);
+    for reply in replies {
+        assert_eq!(reply.status, 504, "{}", reply.text());
+    }
+    support::wait_metrics(&gw, &["okra_tenant_cpu_waiting{tenant=\"local\"} 0"]).await;
+}

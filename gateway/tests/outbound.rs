@@ -360,20 +360,6 @@ async fn the_tenant_pool_reuses_connections_and_caps_them() {
     assert_eq!(up.connections(), 1);
 }
 
-fn bearer(secret: &str, role: &str) -> String {
-    let claims = serde_json::json!({
-        "role": role,
-        "exp": jsonwebtoken::get_current_timestamp() + 600,
-    });
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap();
-    format!("Bearer {token}")
-}
-
 async fn fetch_as(
     gw: &Gateway,
     component: &str,
@@ -442,7 +428,7 @@ async fn okra_policies_decide_inject_correlate_and_audit() {
             audit.to_str().unwrap(),
         ],
     );
-    let internal = bearer("tenant-secret", "internal");
+    let internal = support::bearer_jwt("tenant-secret", "internal");
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let caller = [
         ("authorization", internal.as_str()),
@@ -483,8 +469,8 @@ async fn okra_policies_decide_inject_correlate_and_audit() {
 
     // Each scope can deny: component (required header), app (method), tenant
     // (no token, a forged token, the wrong role).
-    let forged = bearer("not-the-secret", "internal");
-    let external = bearer("tenant-secret", "external");
+    let forged = support::bearer_jwt("not-the-secret", "internal");
+    let external = support::bearer_jwt("tenant-secret", "external");
     let denied = [
         ("p2", upstream_headers.clone(), internal.as_str()),
         (

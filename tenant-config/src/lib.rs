@@ -7,6 +7,7 @@
 pub mod allowed_hosts;
 pub mod limits;
 pub mod manifest;
+pub mod paths;
 pub mod policy;
 pub mod routes;
 pub mod spin_headers;
@@ -18,5 +19,6 @@ pub use limits::Limits;
 pub use manifest::{
     AppManifest, Component, HttpTrigger, ManifestError, StaticResponse, TriggerHandler,
 };
+pub use paths::PathScope;
 pub use routes::{RouteMatch, RoutePattern, RouteTable};
 pub use variables::{AppVariables, VariableError, VariableValue};

@@ -23,6 +23,15 @@ pub struct Limits {
     pub max_request_body_bytes: u64,
     /// Requests one tenant may have in flight at once (default 100). More get 503.
     pub max_concurrent_requests: u32,
+    /// How many of the tenant's CPU-bound guests (those that ran through a
+    /// whole epoch tick) may run at once; the rest wait their turn. Unset:
+    /// half the gateway's edge threads, at least 1.
+    pub cpu_parallelism: Option<u32>,
+    /// Requests per second the tenant may make across all its apps, as a
+    /// token bucket holding one second's worth. Unset: no limit. More get 429.
+    pub requests_per_second: Option<u32>,
+    /// The same, for each app of the tenant on its own.
+    pub app_requests_per_second: Option<u32>,
 }
 
 impl Default for Limits {
@@ -33,6 +42,9 @@ impl Default for Limits {
             cpu_time_ms: 10_000,
             max_request_body_bytes: 10 << 20,
             max_concurrent_requests: 100,
+            cpu_parallelism: None,
+            requests_per_second: None,
+            app_requests_per_second: None,
         }
     }
 }

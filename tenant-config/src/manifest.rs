@@ -4,7 +4,9 @@
 //! and the key at fault, and says what would have been accepted.
 
 use crate::allowed_hosts::{AllowedHostError, AllowedHosts, AppContext, convert_legacy_http_hosts};
+use crate::paths::{PathScope, normalize_relative};
 use crate::routes::RoutePattern;
+use crate::spin_headers::HOP_BY_HOP;
 use crate::template::template_references;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -245,6 +247,44 @@ pub struct StaticResponse {
     pub body: String,
 }
 
+impl StaticResponse {
+    /// Refuses what could not be sent as a final response: an interim (1xx)
+    /// or out-of-range status, header names or values HTTP cannot carry, and
+    /// framing or hop-by-hop headers.
+    pub fn check(&self) -> Result<(), String> {
+        if !(200..=599).contains(&self.status) {
+            return Err(format!(
+                "status_code {} is not a final status; give one from 200 to 599",
+                self.status
+            ));
+        }
+        for (name, value) in &self.headers {
+            let lower = name.to_ascii_lowercase();
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(format!(
+                    "header name {name:?} is not a valid HTTP header name"
+                ));
+            }
+            if HOP_BY_HOP.contains(&lower.as_str()) || lower == "content-length" {
+                return Err(format!(
+                    "header {name:?} frames the message or the connection; the gateway sets it"
+                ));
+            }
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                return Err(format!(
+                    "header {name:?} has a control character in its value"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `tchar` of RFC 9110: what a header name is made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// One `[component.<id>]`.
 #[derive(Clone, Debug)]
 pub struct Component {
@@ -269,19 +309,36 @@ pub struct FileMount {
 }
 
 impl AppManifest {
-    /// Reads and validates `spin.toml` at `path`; component and file paths are
-    /// resolved against its directory.
+    /// Reads and validates an operator's `spin.toml` at `path`; component and
+    /// file paths are resolved against its directory and may lead anywhere.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        Self::load_in(path, PathScope::Anywhere)
+    }
+
+    /// Reads and validates `spin.toml` at `path`, with its paths held to `scope`.
+    pub fn load_in(path: &Path, scope: PathScope) -> Result<Self, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
             file: path.to_path_buf(),
             source,
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, path, dir)
+        Self::parse_in(&text, path, dir, scope)
     }
 
-    /// Parses manifest text; `file` names it in errors, `dir` anchors relative paths.
+    /// Parses an operator's manifest text; `file` names it in errors, `dir`
+    /// anchors relative paths.
     pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<Self, ManifestError> {
+        Self::parse_in(text, file, dir, PathScope::Anywhere)
+    }
+
+    /// Parses manifest text with its `source` and `files` paths held to
+    /// `scope`: [`PathScope::InsideApp`] refuses absolute paths and `..`.
+    pub fn parse_in(
+        text: &str,
+        file: &Path,
+        dir: &Path,
+        scope: PathScope,
+    ) -> Result<Self, ManifestError> {
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column) = line_col(text, span.start);
             ManifestError::Invalid {
@@ -368,8 +425,21 @@ impl AppManifest {
             validate_component_id(id.get_ref())
                 .map_err(|why| at(id.span(), format!("component `{}`: {why}", id.get_ref())))?;
             let source_span = c.source.span();
+            // In a bundle, a path must stay inside the app directory.
+            let confined = |key: &str, raw: &str| match scope {
+                PathScope::InsideApp => normalize_relative(raw).map(|_| ()).map_err(|why| {
+                    format!(
+                        "key `component.{}.{key}`: {raw:?} is not allowed: {why}",
+                        id.get_ref()
+                    )
+                }),
+                PathScope::Anywhere => Ok(()),
+            };
             let source = match c.source.into_inner() {
-                RawSource::Local(p) => dir.join(p),
+                RawSource::Local(p) => {
+                    confined("source", &p).map_err(|m| at(source_span.clone(), m))?;
+                    dir.join(p)
+                }
                 RawSource::Remote(_) => {
                     return Err(at(
                         source_span,
@@ -382,19 +452,26 @@ impl AppManifest {
             };
             let mut files = Vec::new();
             for f in c.files {
-                files.push(match f {
+                let mount = match f {
                     RawFile::Pattern(p) => FileMount {
                         guest_path: format!("/{}", p.trim_start_matches('/')),
-                        host_path: dir.join(p),
+                        host_path: {
+                            confined("files", &p).map_err(|m| at(id.span(), m))?;
+                            dir.join(p)
+                        },
                     },
                     RawFile::Mapping {
                         source,
                         destination,
                     } => FileMount {
-                        host_path: dir.join(source),
+                        host_path: {
+                            confined("files", &source).map_err(|m| at(id.span(), m))?;
+                            dir.join(source)
+                        },
                         guest_path: destination,
                     },
-                });
+                };
+                files.push(mount);
             }
             for (key, template) in &c.variables {
                 for referenced in template_references(template) {
@@ -497,11 +574,20 @@ impl AppManifest {
                     }
                     TriggerHandler::Component(c.into_inner())
                 }
-                (None, Some(s)) => TriggerHandler::Static(StaticResponse {
-                    status: s.status_code.unwrap_or(200),
-                    headers: s.headers.into_iter().collect(),
-                    body: s.body.unwrap_or_default(),
-                }),
+                (None, Some(s)) => {
+                    let response = StaticResponse {
+                        status: s.status_code.unwrap_or(200),
+                        headers: s.headers.into_iter().collect(),
+                        body: s.body.unwrap_or_default(),
+                    };
+                    response.check().map_err(|why| {
+                        at(
+                            route_span.clone(),
+                            format!("key `trigger.http.static_response`: {why}"),
+                        )
+                    })?;
+                    TriggerHandler::Static(response)
+                }
                 _ => {
                     return Err(at(
                         route_span,
@@ -748,6 +834,52 @@ source = "api.wasm"
     }
 
     #[test]
+    fn static_responses_cannot_frame_or_be_interim() {
+        let with = |response: &str| {
+            error_of(&format!(
+                "{HEADER}[[trigger.http]]\nroute = \"/\"\nstatic_response = {response}\n"
+            ))
+        };
+        for (response, want) in [
+            ("{ status_code = 101 }", "not a final status"),
+            ("{ status_code = 100 }", "not a final status"),
+            ("{ status_code = 99 }", "not a final status"),
+            ("{ status_code = 600 }", "not a final status"),
+            (
+                "{ headers = { transfer-encoding = \"chunked\" } }",
+                "frames the message",
+            ),
+            (
+                "{ headers = { Content-Length = \"5\" } }",
+                "frames the message",
+            ),
+            (
+                "{ headers = { connection = \"close\" } }",
+                "frames the message",
+            ),
+            ("{ headers = { upgrade = \"h2c\" } }", "frames the message"),
+            (
+                "{ headers = { \"x a\" = \"b\" } }",
+                "not a valid HTTP header name",
+            ),
+            (
+                "{ headers = { x-a = \"b\\r\\nx-forged: 1\" } }",
+                "control character",
+            ),
+        ] {
+            let e = with(response);
+            assert!(
+                e.contains("static_response") && e.contains(want),
+                "{response}: {e}"
+            );
+        }
+        let ok = format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/\"\nstatic_response = {{ status_code = 204, headers = {{ x-a = \"b\\tc\" }} }}\n"
+        );
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
     fn bad_route_type_says_what_is_accepted() {
         let e = error_of(&format!(
             "{HEADER}[[trigger.http]]\nroute = 5\ncomponent = \"a\"\n"
@@ -794,6 +926,71 @@ source = "api.wasm"
         assert!(allows("https://legacy.example"));
         assert!(!allows("https://api.example"));
         assert!(m.allowed_hosts("b", &value).unwrap().entries().is_empty());
+    }
+
+    #[test]
+    fn bundle_paths_must_stay_inside_the_app() {
+        let bundle = |component: &str| {
+            AppManifest::parse_in(
+                &format!("{HEADER}[component.a]\n{component}"),
+                Path::new("spin.toml"),
+                Path::new("bundle"),
+                PathScope::InsideApp,
+            )
+            .map_err(|e| e.to_string())
+        };
+        let refused = [
+            ("source = \"../x.wasm\"\n", "`component.a.source`", "`..`"),
+            (
+                "source = \"/etc/x.wasm\"\n",
+                "`component.a.source`",
+                "absolute",
+            ),
+            (
+                "source = \"a/../../x.wasm\"\n",
+                "`component.a.source`",
+                "`..`",
+            ),
+            (
+                "source = \"a.wasm\"\nfiles = [{ source = \"../../../../../../../../\", destination = \"/host\" }]\n",
+                "`component.a.files`",
+                "`..`",
+            ),
+            (
+                "source = \"a.wasm\"\nfiles = [{ source = \"/\", destination = \"/host\" }]\n",
+                "`component.a.files`",
+                "absolute",
+            ),
+            (
+                "source = \"a.wasm\"\nfiles = [\"../**\"]\n",
+                "`component.a.files`",
+                "`..`",
+            ),
+            (
+                "source = \"a.wasm\"\nfiles = [\"a\\\\..\\\\..\"]\n",
+                "`component.a.files`",
+                "backslash",
+            ),
+        ];
+        for (component, key, why) in refused {
+            let e = bundle(component).unwrap_err();
+            assert!(e.contains(key) && e.contains(why), "{component}: {e}");
+            assert!(e.starts_with("spin.toml:"), "{e}");
+        }
+        let m = bundle(
+            "source = \"./a.wasm\"\nfiles = [{ source = \"static\", destination = \"/\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(m.components["a"].source, Path::new("bundle/./a.wasm"));
+        // An operator's own manifest may point anywhere, as in Spin.
+        let m = parse(&format!(
+            "{HEADER}[component.a]\nsource = \"../guests/a.wasm\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            m.components["a"].source,
+            Path::new("apps/x/../guests/a.wasm")
+        );
     }
 
     #[test]

@@ -4,6 +4,19 @@
 
 use crate::routes::{RouteMatch, RoutePattern};
 
+/// Hop-by-hop headers: they belong to one connection, so they are never
+/// forwarded between a sender and a guest, nor set by an app.
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
 /// True for headers only the gateway may set (`spin-*`, any case).
 pub fn is_reserved_header(name: &str) -> bool {
     name.len() >= 5 && name[..5].eq_ignore_ascii_case("spin-")

@@ -2,12 +2,14 @@
 //! per outbound request (tenant, app, component, kind, method, URL with query
 //! values redacted, decision and the rule that decided, status, response
 //! bytes, duration), appended to the operator's audit file or, with none
-//! configured, logged under the `okra::audit` target.
+//! configured, logged under the `okra::audit` target. The file is written
+//! off the request path by one thread.
 
+use prometheus::IntCounter;
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 /// One outbound request, as audited.
 #[derive(Debug, Clone, Serialize)]
@@ -33,39 +35,75 @@ pub struct AuditRecord {
     pub duration_ms: f64,
 }
 
-/// Where audit records go.
+/// Records waiting for the writer thread; past this, new ones are dropped
+/// (and counted) rather than slowing requests down.
+pub const AUDIT_QUEUE: usize = 65_536;
+
+/// Where audit records go: a file written by a thread of its own, so no
+/// request ever waits on disk I/O or on a lock held across it.
 pub struct AuditLog {
-    file: Option<Mutex<std::fs::File>>,
+    file: Option<SyncSender<String>>,
+    dropped: IntCounter,
 }
 
 impl AuditLog {
-    pub fn open(path: Option<&Path>) -> anyhow::Result<Self> {
+    /// `dropped` counts records lost because the writer fell behind.
+    pub fn open(path: Option<&Path>, dropped: IntCounter) -> anyhow::Result<Self> {
         let file = match path {
-            Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
+            Some(p) => {
+                let file = std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|e| anyhow::anyhow!("outbound.audit_log {}: {e}", p.display()))?,
-            )),
+                    .map_err(|e| anyhow::anyhow!("outbound.audit_log {}: {e}", p.display()))?;
+                let (tx, rx) = std::sync::mpsc::sync_channel(AUDIT_QUEUE);
+                std::thread::Builder::new()
+                    .name("okra audit".into())
+                    .spawn(move || write_records(file, &rx))
+                    .map_err(|e| anyhow::anyhow!("starting the audit writer: {e}"))?;
+                Some(tx)
+            }
             None => None,
         };
-        Ok(AuditLog { file })
+        Ok(AuditLog { file, dropped })
     }
 
     pub fn write(&self, record: &AuditRecord) {
-        let Ok(mut line) = serde_json::to_string(record) else {
+        let Ok(line) = serde_json::to_string(record) else {
             return;
         };
         match &self.file {
-            Some(file) => {
-                line.push('\n');
-                let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = file.write_all(line.as_bytes()) {
-                    tracing::error!("writing the audit log: {e}");
+            Some(queue) => {
+                if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                    queue.try_send(line)
+                {
+                    if self.dropped.get() == 0 {
+                        tracing::error!(
+                            "the audit log writer is behind; records are being dropped (okra_audit_dropped_total)"
+                        );
+                    }
+                    self.dropped.inc();
                 }
             }
             None => tracing::info!(target: "okra::audit", "{line}"),
+        }
+    }
+}
+
+/// The writer thread: appends each record as a line, flushing whenever the
+/// queue runs dry, until every sender is gone.
+fn write_records(file: std::fs::File, queue: &Receiver<String>) {
+    let mut out = std::io::BufWriter::new(file);
+    while let Ok(first) = queue.recv() {
+        let mut next = Some(first);
+        while let Some(line) = next {
+            if let Err(e) = writeln!(out, "{line}") {
+                tracing::error!("writing the audit log: {e}");
+            }
+            next = queue.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!("writing the audit log: {e}");
         }
     }
 }

@@ -7,11 +7,12 @@
 //!
 //! Each app has one [`AppComponents`], so a component can only ever name
 //! components of its own app. Chained calls take a slot of the tenant's
-//! concurrency limit like any request, and carry the hop count in the
+//! concurrency limit like any request (held by the callee's instance), and carry the hop count in the
 //! request's context, never in a header a guest could set.
 
 use super::body::CappedBody;
 use super::pool::SendFailure;
+use crate::admission::TenantAdmission;
 use crate::component::ComponentRunner;
 use crate::guest_request::GuestRequest;
 use crate::inbound::InboundContext;
@@ -21,7 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 use tenant_config::RoutePattern;
 use tenant_config::spin_headers::InboundRequest;
-use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error, WasiBody};
 
 /// The components of one app that chaining may reach: every component some
@@ -29,15 +29,15 @@ use wasmtime_wasi_http::{Error, WasiBody};
 /// components are compiled; weak, because the components point back here.
 pub struct AppComponents {
     components: OnceLock<BTreeMap<String, Weak<ComponentRunner>>>,
-    /// The tenant's concurrency limit, shared with the edge.
-    inflight: Arc<Semaphore>,
+    /// The tenant's instance count, shared with the edge.
+    admission: Arc<TenantAdmission>,
 }
 
 impl AppComponents {
-    pub fn new(inflight: Arc<Semaphore>) -> Arc<Self> {
+    pub fn new(admission: Arc<TenantAdmission>) -> Arc<Self> {
         Arc::new(AppComponents {
             components: OnceLock::new(),
-            inflight,
+            admission,
         })
     }
 
@@ -69,7 +69,7 @@ impl AppComponents {
                 detail: format!("the app has no component `{id}` that a route serves"),
             });
         };
-        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+        let Some(slot) = self.admission.try_acquire() else {
             return Err(SendFailure {
                 code: Error::ConnectionLimitReached,
                 reason: "concurrency",
@@ -83,18 +83,18 @@ impl AppComponents {
         })?;
         let (link, sent) = RequestLink::new();
         let response = runner
-            .handle(link, Arc::new(inbound.next_hop()), request)
+            .handle(link, Arc::new(inbound.next_hop()), slot, request)
             .await
             .map_err(|e| SendFailure {
                 code: Error::InternalError(Some(format!("component `{id}` failed"))),
                 reason: "chain_failed",
                 detail: format!("component `{id}`: {e:?}"),
             })?;
-        // The callee's instance lives until its response body is consumed
-        // or dropped, and so does the concurrency slot.
+        // The callee's instance (which holds the concurrency slot) lives
+        // until its response body is consumed or dropped.
         Ok(response.map(|body| {
             CappedBody::new(body, None, |l| Error::HttpResponseBodySize(Some(l)))
-                .on_drop(move |_| drop((sent, permit)))
+                .on_drop(move |_| drop(sent))
                 .boxed_unsync()
         }))
     }

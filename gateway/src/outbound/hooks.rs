@@ -37,11 +37,33 @@ pub struct ComponentOutbound {
     pub policy: PolicyChain,
     /// What the policy scopes settle (computed at load).
     pub settings: Settings,
+    /// `settings.inject_headers`, checked and converted at load.
+    pub inject_headers: Vec<(HeaderName, HeaderValue)>,
     /// The tenant's pools.
     pub pools: TenantPools,
     /// The components of this component's app, for chaining.
     pub app: Arc<AppComponents>,
     pub outbound: Arc<Outbound>,
+}
+
+/// The headers a policy injects, as they will be sent: refused at load when
+/// a name or a value (after its variables are filled in) is not valid HTTP,
+/// instead of being dropped on every request.
+pub fn inject_headers(settings: &Settings) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    settings
+        .inject_headers
+        .iter()
+        .map(|(name, value)| {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("http.fetch.injectHeaders: {name:?} is not a header name"))?;
+            let v = HeaderValue::from_str(value).map_err(|_| {
+                format!(
+                    "http.fetch.injectHeaders {name:?}: its value (with variables filled in) is not a valid header value"
+                )
+            })?;
+            Ok((n, v))
+        })
+        .collect()
 }
 
 /// Where an allowed request goes.
@@ -390,13 +412,8 @@ impl ComponentOutbound {
         }
 
         let headers = request.headers_mut();
-        for (name, value) in &self.settings.inject_headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                headers.insert(n, v);
-            }
+        for (name, value) in &self.inject_headers {
+            headers.insert(name.clone(), value.clone());
         }
         self.correlate(headers, inbound);
 
@@ -484,5 +501,28 @@ impl ComponentOutbound {
             .outbound_duration_seconds
             .with_label_values(&[&l.tenant, kind])
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_headers_that_http_cannot_carry_are_refused_at_load() {
+        let settings = |name: &str, value: &str| Settings {
+            inject_headers: vec![(name.to_string(), value.to_string())],
+            ..Settings::default()
+        };
+        let ok = inject_headers(&settings("x-team", "shop")).unwrap();
+        assert_eq!(ok[0].0, "x-team");
+        for (name, value, why) in [
+            ("x-team", "a\r\nx-forged: 1", "not a valid header value"),
+            ("x-team", "nul\0", "not a valid header value"),
+            ("bad name", "v", "not a header name"),
+        ] {
+            let err = inject_headers(&settings(name, value)).unwrap_err();
+            assert!(err.contains(why) && err.contains("injectHeaders"), "{err}");
+        }
     }
 }

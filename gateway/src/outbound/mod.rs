@@ -19,7 +19,7 @@ mod resolver;
 
 pub use block_networks::BlockedNetworks;
 pub use chaining::AppComponents;
-pub use hooks::{ComponentOutbound, OutboundHooks};
+pub use hooks::{ComponentOutbound, OutboundHooks, inject_headers};
 pub use peers::Peers;
 pub use pool::{TenantPool, Timeouts};
 pub use resolver::Resolver;
@@ -134,7 +134,10 @@ impl Outbound {
             global_policy,
             tenant_policies,
             verifiers,
-            audit: AuditLog::open(config.audit_log.as_deref())?,
+            audit: AuditLog::open(
+                config.audit_log.as_deref(),
+                metrics.audit_dropped_total.clone(),
+            )?,
             resolver: Arc::new(Resolver::new(&config.resolve)?),
             blocked: Arc::new(BlockedNetworks::parse(&config.block_networks)?),
             tls: tls_connector(config.extra_ca_file.as_deref())?,

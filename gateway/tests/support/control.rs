@@ -45,6 +45,16 @@ pub fn start_node(store: &str, with_api: bool, extra: &[&str]) -> Node {
     Node { gateway, api }
 }
 
+/// A node on the file store in `data` with tenant `acme` and its app `web`
+/// deployed as a static response of `body`; returns the node and acme's token.
+pub async fn node_with_web(data: &tempfile::TempDir, body: &str, extra: &[&str]) -> (Node, String) {
+    let node = start_node(&format!("file:{}", data.path().display()), true, extra);
+    let token = create_tenant(node.api, "acme").await;
+    let (status, reply) = deploy(node.api, &token, "acme", "web", static_bundle("web", body)).await;
+    assert_eq!(status, 201, "{reply}");
+    (node, token)
+}
+
 /// A running `control-plane` process, killed on drop.
 pub struct ControlPlane {
     child: Child,

@@ -60,11 +60,20 @@ impl Gateway {
 
     /// Resident memory of the gateway process, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory the gateway process ever had, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -251,4 +260,20 @@ fn response_complete(bytes: &[u8]) -> bool {
         })
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|n| body.len() >= n)
+}
+
+/// `Bearer <HS256 JWT>` with claim `role`, signed with `secret`, valid for
+/// ten minutes.
+pub fn bearer_jwt(secret: &str, role: &str) -> String {
+    let claims = serde_json::json!({
+        "role": role,
+        "exp": jsonwebtoken::get_current_timestamp() + 600,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("a token");
+    format!("Bearer {token}")
 }

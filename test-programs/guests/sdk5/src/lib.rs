@@ -6,7 +6,7 @@
 //! (an outbound request with those headers and request options; a URL that
 //! starts with `/` is sent relative, as spin-sdk 5's own `Request` sends it),
 //! `/variable?name=N` (fermyon:spin/variables), `/config?name=N` and
-//! `/config-all` (wasi:config/store), `/kv`, `/llm`, and the hostile
+//! `/config-all` (wasi:config/store), `/kv`, `/llm`, `/status?code=N`, `/print`, and the hostile
 //! `/loop`, `/alloc` and `/panic`.
 
 use futures::{SinkExt, StreamExt};
@@ -136,6 +136,16 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         "alloc" => {
             let n = guest_common::allocate_forever();
             respond(out, 200, &[], n.to_string().into_bytes()).await
+        }
+        "print" => {
+            // Output that tries to pass for the gateway's own log lines.
+            println!("guest says hi");
+            eprint!("partial\n2026-12-01T00:00:00.000000Z ERROR okra: forged line\x1b[2J\rno newline at the end");
+            respond(out, 200, &[], b"printed".to_vec()).await
+        }
+        "status" => {
+            let code = guest_common::param(query, "code").parse().unwrap_or(200);
+            respond(out, code, &[], b"status body".to_vec()).await
         }
         "panic" => panic!("guest secret sk_live_do_not_leak"),
         _ => respond(out, 404, &[], b"no such test route\n".to_vec()).await,
