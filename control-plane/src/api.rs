@@ -7,8 +7,9 @@ use crate::auth::{generate_token, hash_token, token_matches};
 use crate::bundle::{self, BundleLimits};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::hostnames::{app_hosts, default_host, host_key, normalize_domain};
-use crate::model::{AppRecord, State, TenantRecord, VersionRecord, validate_name};
-use crate::store::Store;
+use crate::model::{AppRecord, TenantRecord, VersionRecord, validate_name};
+use crate::quotas::Quotas;
+use crate::store::{Rejection, Store};
 use crate::validate::{BundleSummary, BundleValidator, check_tenant_policy, structural_check};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -39,6 +40,8 @@ pub struct ApiConfig {
     /// Hostnames the operator serves itself (`--app`, `--reserved-host`), as
     /// [`host_key`]s: no tenant may claim one, as a domain or a default host.
     pub reserved_hosts: BTreeSet<String>,
+    /// What each tenant may keep in the store.
+    pub quotas: Quotas,
 }
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
@@ -159,24 +162,39 @@ impl Api {
     }
 
     /// Checks that the caller is the admin or `tenant` with its own token,
-    /// and returns the state it checked against (one load serves both). A
-    /// token of another tenant, or for a tenant that does not exist, is
-    /// refused the same way, so tokens reveal nothing about other tenants.
-    async fn state_for(&self, headers: &HeaderMap, tenant: &str) -> ApiResult<State> {
+    /// and returns the tenant's record (one read serves both). A token of
+    /// another tenant, or for a tenant that does not exist, is refused the
+    /// same way, so tokens reveal nothing about other tenants; only the
+    /// admin learns that a tenant does not exist.
+    async fn tenant_for(&self, headers: &HeaderMap, tenant: &str) -> ApiResult<TenantRecord> {
         let token = bearer(headers)?;
-        let state = self.store.load().await?;
-        let allowed = token_matches(token, &self.config.admin_token_hash)
-            || state
-                .tenants
-                .get(tenant)
-                .is_some_and(|record| token_matches(token, &record.token_hash));
-        if allowed {
-            Ok(state)
-        } else {
-            Err(ApiError::forbidden(format!(
+        let admin = token_matches(token, &self.config.admin_token_hash);
+        match self.store.tenant(tenant).await? {
+            Some(record) if admin || token_matches(token, &record.token_hash) => Ok(record),
+            None if admin => Err(ApiError::not_found(format!("no tenant {tenant:?}"))),
+            _ => Err(ApiError::forbidden(format!(
                 "this token may not act on tenant {tenant:?}"
-            )))
+            ))),
         }
+    }
+
+    /// Applies `change` to tenant `tenant`'s record, which must exist, and
+    /// returns the record as written.
+    async fn change_tenant(
+        &self,
+        tenant: &str,
+        mut change: impl FnMut(&mut TenantRecord) -> Result<(), Rejection> + Send,
+    ) -> ApiResult<TenantRecord> {
+        let written = self
+            .store
+            .update_tenant(tenant, &mut |record: &mut Option<TenantRecord>| {
+                let record = record
+                    .as_mut()
+                    .ok_or_else(|| Rejection::NotFound(format!("no tenant {tenant:?}")))?;
+                change(record)
+            })
+            .await?;
+        written.ok_or_else(|| ApiError::internal("the tenant vanished while it was changed"))
     }
 
     /// Refuses a hostname the operator has reserved.
@@ -272,36 +290,39 @@ impl Api {
     }
 }
 
-fn tenant_ref<'a>(state: &'a State, tenant: &str) -> ApiResult<&'a TenantRecord> {
-    state
-        .tenants
-        .get(tenant)
-        .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
+fn app_ref<'a>(record: &'a TenantRecord, app: &str) -> ApiResult<&'a AppRecord> {
+    record
+        .apps
+        .get(app)
+        .ok_or_else(|| ApiError::not_found(format!("tenant {:?} has no app {app:?}", record.name)))
 }
 
-fn tenant_mut<'a>(state: &'a mut State, tenant: &str) -> ApiResult<&'a mut TenantRecord> {
-    state
-        .tenants
-        .get_mut(tenant)
-        .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
-}
-
-fn app_mut<'a>(state: &'a mut State, tenant: &str, app: &str) -> ApiResult<&'a mut AppRecord> {
-    tenant_mut(state, tenant)?
+fn app_mut<'a>(record: &'a mut TenantRecord, app: &str) -> Result<&'a mut AppRecord, Rejection> {
+    let tenant = record.name.clone();
+    record
         .apps
         .get_mut(app)
-        .ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?} has no app {app:?}")))
+        .ok_or_else(|| Rejection::NotFound(format!("tenant {tenant:?} has no app {app:?}")))
 }
 
-/// The app's record, created (with no version) if the tenant has none yet.
-fn app_or_new<'a>(state: &'a mut State, tenant: &str, app: &str) -> ApiResult<&'a mut AppRecord> {
-    Ok(tenant_mut(state, tenant)?
-        .apps
-        .entry(app.to_string())
-        .or_insert_with(|| AppRecord {
-            name: app.to_string(),
-            ..AppRecord::default()
-        }))
+/// The app's record, created (with no version) if the tenant has none yet
+/// and its quota of apps allows one more.
+fn app_or_new<'a>(
+    record: &'a mut TenantRecord,
+    app: &str,
+    quotas: &Quotas,
+) -> Result<&'a mut AppRecord, Rejection> {
+    if !record.apps.contains_key(app) {
+        record.apps.insert(
+            app.to_string(),
+            AppRecord {
+                name: app.to_string(),
+                ..AppRecord::default()
+            },
+        );
+        quotas.check_apps(record)?;
+    }
+    app_mut(record, app)
 }
 
 fn json<T: DeserializeOwned>(body: &Bytes, what: &str) -> ApiResult<T> {
@@ -386,20 +407,17 @@ async fn create_tenant(
         generate_token("okt").map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     let token_hash = hash_token(&token);
     api.store
-        .update(&mut |state: &mut State| {
-            if state.tenants.contains_key(&name) {
-                return Err(ApiError::conflict(format!(
+        .update_tenant(&name, &mut |record: &mut Option<TenantRecord>| {
+            if record.is_some() {
+                return Err(Rejection::Conflict(format!(
                     "tenant {name:?} already exists"
                 )));
             }
-            state.tenants.insert(
-                name.clone(),
-                TenantRecord {
-                    name: name.clone(),
-                    token_hash: token_hash.clone(),
-                    ..TenantRecord::default()
-                },
-            );
+            *record = Some(TenantRecord {
+                name: name.clone(),
+                token_hash: token_hash.clone(),
+                ..TenantRecord::default()
+            });
             Ok(())
         })
         .await?;
@@ -438,9 +456,8 @@ async fn show_tenant(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> ApiResult<axum::Json<TenantView>> {
-    let state = api.state_for(&headers, &tenant).await?;
-    let record = tenant_ref(&state, &tenant)?;
-    Ok(axum::Json(tenant_view(record)))
+    let record = api.tenant_for(&headers, &tenant).await?;
+    Ok(axum::Json(tenant_view(&record)))
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -451,12 +468,12 @@ async fn delete_tenant(
 ) -> ApiResult<StatusCode> {
     api.admin(&headers)?;
     api.store
-        .update(&mut |state: &mut State| {
-            state
-                .tenants
-                .remove(&tenant)
+        .update_tenant(&tenant, &mut |record: &mut Option<TenantRecord>| {
+            // Its domains are released with it.
+            record
+                .take()
                 .map(|_| ())
-                .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))
+                .ok_or_else(|| Rejection::NotFound(format!("no tenant {tenant:?}")))
         })
         .await?;
     tracing::info!(%tenant, "tenant deleted");
@@ -493,12 +510,11 @@ async fn set_limits(
             "cpu_parallelism, requests_per_second and app_requests_per_second must be above 0 when set (leave one out for no limit)",
         ));
     }
-    api.store
-        .update(&mut |state: &mut State| {
-            tenant_mut(state, &tenant)?.limits = Some(limits.clone());
-            Ok(())
-        })
-        .await?;
+    api.change_tenant(&tenant, |record| {
+        record.limits = Some(limits.clone());
+        Ok(())
+    })
+    .await?;
     Ok(axum::Json(limits))
 }
 
@@ -509,17 +525,17 @@ async fn set_policy(
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    api.state_for(&headers, &tenant).await?;
+    api.tenant_for(&headers, &tenant).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_policy", "the policy must be UTF-8 JSON"))?
         .to_string();
+    api.config.quotas.check_policy(&text)?;
     check_tenant_policy(&tenant, &text)?;
-    api.store
-        .update(&mut |state: &mut State| {
-            tenant_mut(state, &tenant)?.policy = Some(text.clone());
-            Ok(())
-        })
-        .await?;
+    api.change_tenant(&tenant, |record| {
+        record.policy = Some(text.clone());
+        Ok(())
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -531,8 +547,7 @@ async fn list_apps(
     headers: HeaderMap,
     Path(tenant): Path<String>,
 ) -> ApiResult<axum::Json<Vec<AppView>>> {
-    let state = api.state_for(&headers, &tenant).await?;
-    let record = tenant_ref(&state, &tenant)?;
+    let record = api.tenant_for(&headers, &tenant).await?;
     Ok(axum::Json(
         record
             .apps
@@ -548,9 +563,8 @@ async fn show_app(
     headers: HeaderMap,
     Path((tenant, app)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<AppView>> {
-    let mut state = api.state_for(&headers, &tenant).await?;
-    let record = app_mut(&mut state, &tenant, &app)?;
-    Ok(axum::Json(api.app_view(&tenant, record)))
+    let record = api.tenant_for(&headers, &tenant).await?;
+    Ok(axum::Json(api.app_view(&tenant, app_ref(&record, &app)?)))
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = Vec<u8>, content_type = "application/gzip", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -560,7 +574,7 @@ async fn deploy(
     Path((tenant, app)): Path<(String, String)>,
     body: Body,
 ) -> ApiResult<Response> {
-    let state = api.state_for(&headers, &tenant).await?;
+    let tenant_record = api.tenant_for(&headers, &tenant).await?;
     names(&tenant, Some(&app))?;
     api.check_not_reserved(&default_host(&app, &tenant, &api.config.base_domain))?;
     let limit = api.config.max_bundle_bytes;
@@ -586,13 +600,12 @@ async fn deploy(
             _ => ApiError::bad_request("invalid_bundle", e.to_string()),
         })?;
 
-    let tenant_record = tenant_ref(&state, &tenant)?;
     let variables = tenant_record
         .apps
         .get(&app)
         .map(|a| a.variables.clone())
         .unwrap_or_default();
-    let summary = api.check_app(tenant_record, &files, &variables).await?;
+    let summary = api.check_app(&tenant_record, &files, &variables).await?;
 
     let mut stored = BTreeMap::new();
     for (path, bytes) in &files {
@@ -601,26 +614,28 @@ async fn deploy(
     let created_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let quotas = &api.config.quotas;
     let mut deployed = None;
-    api.store
-        .update(&mut |state: &mut State| {
-            let record = app_or_new(state, &tenant, &app)?;
-            let version = record.next_version.max(1);
-            record.next_version = version + 1;
-            record.versions.insert(
+    api.change_tenant(&tenant, |tenant_record| {
+        let record = app_or_new(tenant_record, &app, quotas)?;
+        let version = record.next_version.max(1);
+        record.next_version = version + 1;
+        record.versions.insert(
+            version,
+            VersionRecord {
                 version,
-                VersionRecord {
-                    version,
-                    files: stored.clone(),
-                    created_unix,
-                    routes: summary.routes.clone(),
-                },
-            );
-            record.current = Some(version);
-            deployed = Some((version, record.clone()));
-            Ok(())
-        })
-        .await?;
+                files: stored.clone(),
+                created_unix,
+                routes: summary.routes.clone(),
+            },
+        );
+        record.current = Some(version);
+        // Only the newest versions are kept for rollback.
+        quotas.prune_versions(record);
+        deployed = Some((version, record.clone()));
+        Ok(())
+    })
+    .await?;
     let (version, record) = deployed.ok_or_else(|| ApiError::internal("deploy lost"))?;
     tracing::info!(%tenant, %app, version, "app deployed");
     let reply = Deployed {
@@ -638,24 +653,24 @@ async fn rollback(
     Path((tenant, app)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<axum::Json<Deployed>> {
-    api.state_for(&headers, &tenant).await?;
+    api.tenant_for(&headers, &tenant).await?;
     let Rollback { version } = json(&body, "body {\"version\"}")?;
+    let kept = api.config.quotas.versions_kept;
     let mut done = None;
-    api.store
-        .update(&mut |state: &mut State| {
-            let record = app_mut(state, &tenant, &app)?;
-            let Some(target) = record.versions.get(&version) else {
-                let known: Vec<u64> = record.versions.keys().copied().collect();
-                return Err(ApiError::not_found(format!(
-                    "app {app:?} has no version {version}; it has {known:?}"
-                )));
-            };
-            let routes = target.routes.clone();
-            record.current = Some(version);
-            done = Some((record.clone(), routes));
-            Ok(())
-        })
-        .await?;
+    api.change_tenant(&tenant, |tenant_record| {
+        let record = app_mut(tenant_record, &app)?;
+        let Some(target) = record.versions.get(&version) else {
+            let known: Vec<u64> = record.versions.keys().copied().collect();
+            return Err(Rejection::NotFound(format!(
+                "app {app:?} has no version {version}; it has {known:?} (the newest {kept} are kept)"
+            )));
+        };
+        let routes = target.routes.clone();
+        record.current = Some(version);
+        done = Some((record.clone(), routes));
+        Ok(())
+    })
+    .await?;
     let (record, routes) = done.ok_or_else(|| ApiError::internal("rollback lost"))?;
     tracing::info!(%tenant, %app, version, "app rolled back");
     Ok(axum::Json(Deployed {
@@ -671,20 +686,19 @@ async fn delete_app(
     headers: HeaderMap,
     Path((tenant, app)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    api.state_for(&headers, &tenant).await?;
-    api.store
-        .update(&mut |state: &mut State| {
-            let record = app_mut(state, &tenant, &app)?;
-            if record.current.is_none() {
-                return Err(ApiError::not_found(format!("app {app:?} is not deployed")));
-            }
-            // Versions stay (numbers are never reused; rollback redeploys);
-            // the domains are released.
-            record.current = None;
-            record.domains.clear();
-            Ok(())
-        })
-        .await?;
+    api.tenant_for(&headers, &tenant).await?;
+    api.change_tenant(&tenant, |tenant_record| {
+        let record = app_mut(tenant_record, &app)?;
+        if record.current.is_none() {
+            return Err(Rejection::NotFound(format!("app {app:?} is not deployed")));
+        }
+        // Versions stay (numbers are never reused; rollback redeploys);
+        // the domains are released.
+        record.current = None;
+        record.domains.clear();
+        Ok(())
+    })
+    .await?;
     tracing::info!(%tenant, %app, "app deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -703,7 +717,7 @@ async fn set_variables(
     Path((tenant, app)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<axum::Json<VariableNames>> {
-    let state = api.state_for(&headers, &tenant).await?;
+    let tenant_record = api.tenant_for(&headers, &tenant).await?;
     names(&tenant, Some(&app))?;
     let values: BTreeMap<String, String> = json(&body, "body {\"name\":\"value\"}")?;
     for name in values.keys() {
@@ -715,27 +729,31 @@ async fn set_variables(
         })?;
     }
     // The version being served must still load with the new values.
-    if let Some(tenant_record) = state.tenants.get(&tenant)
-        && let Some(record) = tenant_record.apps.get(&app)
-        && let Some(current) = record.current_version()
-    {
-        let mut merged = record.variables.clone();
-        merged.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let files = api.version_files(current).await?;
-        api.check_app(tenant_record, &files, &merged).await?;
+    if let Some(record) = tenant_record.apps.get(&app) {
+        let mut merged = record.clone();
+        merged
+            .variables
+            .extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        api.config.quotas.check_variables(&merged)?;
+        if let Some(current) = record.current_version() {
+            let files = api.version_files(current).await?;
+            api.check_app(&tenant_record, &files, &merged.variables)
+                .await?;
+        }
     }
+    let quotas = &api.config.quotas;
     let mut result = Vec::new();
-    api.store
-        .update(&mut |state: &mut State| {
-            // Variables may be set before the first deploy (required ones must be).
-            let record = app_or_new(state, &tenant, &app)?;
-            record
-                .variables
-                .extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
-            result = record.variables.keys().cloned().collect();
-            Ok(())
-        })
-        .await?;
+    api.change_tenant(&tenant, |tenant_record| {
+        // Variables may be set before the first deploy (required ones must be).
+        let record = app_or_new(tenant_record, &app, quotas)?;
+        record
+            .variables
+            .extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        quotas.check_variables(record)?;
+        result = record.variables.keys().cloned().collect();
+        Ok(())
+    })
+    .await?;
     Ok(axum::Json(VariableNames { names: result }))
 }
 
@@ -745,10 +763,9 @@ async fn list_variables(
     headers: HeaderMap,
     Path((tenant, app)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<VariableNames>> {
-    let mut state = api.state_for(&headers, &tenant).await?;
-    let record = app_mut(&mut state, &tenant, &app)?;
+    let record = api.tenant_for(&headers, &tenant).await?;
     Ok(axum::Json(VariableNames {
-        names: record.variables.keys().cloned().collect(),
+        names: app_ref(&record, &app)?.variables.keys().cloned().collect(),
     }))
 }
 
@@ -758,27 +775,26 @@ async fn add_domain(
     headers: HeaderMap,
     Path((tenant, app, domain)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    api.state_for(&headers, &tenant).await?;
+    api.tenant_for(&headers, &tenant).await?;
     let domain = normalize_domain(&domain, &api.config.base_domain)
         .map_err(|m| ApiError::bad_request("invalid_domain", m))?;
     api.check_not_reserved(&domain)?;
-    api.store
-        .update(&mut |state: &mut State| {
-            match state.domain_owner(&domain) {
-                Some((t, a)) if t == tenant && a == app => return Ok(()),
-                Some(_) => {
-                    return Err(ApiError::conflict(format!(
-                        "domain {domain:?} is already taken"
-                    )));
-                }
-                None => {}
-            }
-            app_mut(state, &tenant, &app)?
-                .domains
-                .insert(domain.clone());
-            Ok(())
-        })
-        .await?;
+    let quotas = &api.config.quotas;
+    // Another tenant's hold on the domain is refused by the store itself.
+    api.change_tenant(&tenant, |tenant_record| {
+        if tenant_record
+            .apps
+            .values()
+            .any(|other| other.name != app && other.domains.contains(&domain))
+        {
+            return Err(Rejection::Conflict(format!(
+                "domain {domain:?} is already taken"
+            )));
+        }
+        app_mut(tenant_record, &app)?.domains.insert(domain.clone());
+        quotas.check_domains(tenant_record)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -788,19 +804,18 @@ async fn remove_domain(
     headers: HeaderMap,
     Path((tenant, app, domain)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    api.state_for(&headers, &tenant).await?;
+    api.tenant_for(&headers, &tenant).await?;
     let domain = normalize_domain(&domain, &api.config.base_domain)
         .map_err(|m| ApiError::bad_request("invalid_domain", m))?;
-    api.store
-        .update(&mut |state: &mut State| {
-            if app_mut(state, &tenant, &app)?.domains.remove(&domain) {
-                Ok(())
-            } else {
-                Err(ApiError::not_found(format!(
-                    "app {app:?} has no domain {domain:?}"
-                )))
-            }
-        })
-        .await?;
+    api.change_tenant(&tenant, |tenant_record| {
+        if app_mut(tenant_record, &app)?.domains.remove(&domain) {
+            Ok(())
+        } else {
+            Err(Rejection::NotFound(format!(
+                "app {app:?} has no domain {domain:?}"
+            )))
+        }
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -85,3 +85,26 @@ impl From<crate::store::StoreError> for ApiError {
         )
     }
 }
+
+impl From<crate::store::Rejection> for ApiError {
+    fn from(rejection: crate::store::Rejection) -> Self {
+        use crate::store::Rejection;
+        match rejection {
+            Rejection::NotFound(message) => ApiError::not_found(message),
+            Rejection::Conflict(message) => ApiError::conflict(message),
+            Rejection::Quota(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "quota_exceeded", message)
+            }
+            Rejection::Invalid { code, message } => ApiError::bad_request(code, message),
+        }
+    }
+}
+
+impl From<crate::store::UpdateError> for ApiError {
+    fn from(e: crate::store::UpdateError) -> Self {
+        match e {
+            crate::store::UpdateError::Rejected(r) => r.into(),
+            crate::store::UpdateError::Store(e) => e.into(),
+        }
+    }
+}

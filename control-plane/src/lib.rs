@@ -1,5 +1,6 @@
 //! Okra's management plane, as a library: the tenant/app model ([`model`]),
 //! app bundles ([`bundle`]), the stores with their change feed ([`store`]),
+//! what each tenant may keep in them ([`quotas`]),
 //! bearer-token auth ([`auth`]), the REST API ([`api`]) and the `okra` CLI's
 //! client and commands ([`cli`]).
 //!
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod error;
 pub mod hostnames;
 pub mod model;
+pub mod quotas;
 pub mod store;
 pub mod validate;
 

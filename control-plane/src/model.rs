@@ -2,10 +2,11 @@
 //! their apps with every deployed version, variables, custom domains, limits
 //! and policies, under one global version that every change bumps.
 //!
-//! The whole model is one document so that a change is one atomic write in
-//! either store and a gateway always sees a consistent whole. Bundle files are
-//! not in it: versions name them by content hash, and the store keeps the
-//! bytes as blobs.
+//! Each tenant is one record, written whole and atomically, so a change to
+//! one tenant costs the same however many others there are; [`State`] is all
+//! of them at one version, as a gateway holds them. Bundle files are not in
+//! it: versions name them by content hash, and the store keeps the bytes as
+//! blobs.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,8 +19,6 @@ use tenant_config::Limits;
 pub struct State {
     /// Bumped by every change; gateways compare it to know they are current.
     pub version: u64,
-    /// SHA-256 of the admin token, when the store generated or was given one.
-    pub admin_token_hash: Option<String>,
     pub tenants: BTreeMap<String, TenantRecord>,
 }
 
@@ -28,6 +27,8 @@ pub struct State {
 #[serde(default)]
 pub struct TenantRecord {
     pub name: String,
+    /// The global version of the change that last wrote this record.
+    pub version: u64,
     /// SHA-256 (hex) of the tenant's bearer token; the token itself is never stored.
     pub token_hash: String,
     /// Overrides the operator's default limits, when set.
@@ -99,17 +100,6 @@ impl State {
                 .apps
                 .values()
                 .filter_map(move |app| app.current_version().map(|v| (tenant, app, v)))
-        })
-    }
-
-    /// The tenant and app that claimed `domain`, if any.
-    pub fn domain_owner(&self, domain: &str) -> Option<(&str, &str)> {
-        self.tenants.values().find_map(|tenant| {
-            tenant
-                .apps
-                .values()
-                .find(|app| app.domains.contains(domain))
-                .map(|app| (tenant.name.as_str(), app.name.as_str()))
         })
     }
 }

@@ -1,30 +1,58 @@
 //! One conformance suite, run against both stores: the file store in a temp
-//! directory and the Redis store on a private `redis-server`.
+//! directory and the Redis store on a private `redis-server`. Plus each
+//! store's own promises: migrating the old single-document layout, and (for
+//! the file store) repairing what a crash mid-change leaves.
 
-use control_plane::error::ApiError;
-use control_plane::model::{State, TenantRecord};
+use control_plane::model::{AppRecord, State, TenantRecord};
 use control_plane::store::file::FileStore;
 use control_plane::store::redis::RedisStore;
-use control_plane::store::{Store, UpdateError};
+use control_plane::store::{Rejection, Store, UpdateError};
 use std::sync::Arc;
 use std::time::Duration;
 use test_programs::redis::RedisServer;
 
-fn add_tenant(name: &str) -> impl FnMut(&mut State) -> Result<(), ApiError> + Send + use<> {
-    let name = name.to_string();
-    move |state: &mut State| {
-        if state.tenants.contains_key(&name) {
-            return Err(ApiError::conflict(format!("{name} exists")));
-        }
-        state.tenants.insert(
-            name.clone(),
-            TenantRecord {
-                name: name.clone(),
-                ..TenantRecord::default()
-            },
-        );
-        Ok(())
-    }
+/// Creates tenant `name`, refusing if it exists.
+async fn add_tenant(store: &dyn Store, name: &str) -> Result<(), UpdateError> {
+    store
+        .update_tenant(name, &mut |record: &mut Option<TenantRecord>| {
+            if record.is_some() {
+                return Err(Rejection::Conflict(format!("{name} exists")));
+            }
+            *record = Some(TenantRecord::default());
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Gives tenant `name`'s app `app` the custom domain `domain`.
+async fn claim(store: &dyn Store, name: &str, app: &str, domain: &str) -> Result<(), UpdateError> {
+    store
+        .update_tenant(name, &mut |record: &mut Option<TenantRecord>| {
+            let record = record.as_mut().ok_or(Rejection::NotFound(name.into()))?;
+            record
+                .apps
+                .entry(app.to_string())
+                .or_insert_with(|| AppRecord {
+                    name: app.to_string(),
+                    ..AppRecord::default()
+                })
+                .domains
+                .insert(domain.to_string());
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn delete_tenant(store: &dyn Store, name: &str) {
+    store
+        .update_tenant(name, &mut |record| {
+            *record = None;
+            Ok(())
+        })
+        .await
+        .unwrap();
 }
 
 /// Everything a store must do, whatever it is.
@@ -36,20 +64,32 @@ async fn conformance(store: Arc<dyn Store>, other: Arc<dyn Store>) {
     let mut feed = other.subscribe();
 
     // An update bumps the version, and another handle sees it.
-    let written = store.update(&mut add_tenant("a")).await.unwrap();
-    assert_eq!(written.version, 1);
+    add_tenant(&*store, "a").await.unwrap();
     assert_eq!(store.version().await.unwrap(), 1);
     let seen = other.load().await.unwrap();
     assert_eq!(seen.version, 1);
-    assert!(seen.tenants.contains_key("a"));
+    let a = &seen.tenants["a"];
+    assert_eq!((a.name.as_str(), a.version), ("a", 1));
+    assert_eq!(other.tenant("a").await.unwrap().as_ref(), Some(a));
+    assert_eq!(other.tenant("nobody").await.unwrap(), None);
+    assert_eq!(
+        other.tenant("../a").await.unwrap(),
+        None,
+        "names are checked"
+    );
 
     // A refused update writes nothing.
-    let err = store.update(&mut add_tenant("a")).await.unwrap_err();
+    let err = add_tenant(&*store, "a").await.unwrap_err();
     assert!(
-        matches!(err, UpdateError::Rejected(ref e) if e.code == "conflict"),
+        matches!(err, UpdateError::Rejected(Rejection::Conflict(_))),
         "{err}"
     );
     assert_eq!(store.version().await.unwrap(), 1);
+    let err = add_tenant(&*store, "Not/A/Name").await.unwrap_err();
+    assert!(
+        matches!(err, UpdateError::Rejected(Rejection::Invalid { .. })),
+        "{err}"
+    );
 
     // Concurrent updates from two handles all land, each exactly once.
     let mut tasks = Vec::new();
@@ -60,10 +100,7 @@ async fn conformance(store: Arc<dyn Store>, other: Arc<dyn Store>) {
             other.clone()
         };
         tasks.push(tokio::spawn(async move {
-            handle
-                .update(&mut add_tenant(&format!("t{i}")))
-                .await
-                .map(|_| ())
+            add_tenant(&*handle, &format!("t{i}")).await
         }));
     }
     for task in tasks {
@@ -79,7 +116,71 @@ async fn conformance(store: Arc<dyn Store>, other: Arc<dyn Store>) {
         .expect("the feed announced the last version")
         .unwrap();
 
+    // A reader behind gets just what changed since its version.
+    let changes = other.changes_since(19).await.unwrap().unwrap();
+    assert_eq!(changes.version, 21);
+    assert_eq!(changes.tenants.len(), 2, "{changes:?}");
+    let mut behind: State = State {
+        version: 19,
+        ..state.clone()
+    };
+    behind.tenants.retain(|_, t| t.version <= 19);
+    changes.apply_to(&mut behind);
+    assert_eq!(behind, state);
+    assert_eq!(
+        other
+            .changes_since(21)
+            .await
+            .unwrap()
+            .unwrap()
+            .tenants
+            .len(),
+        0
+    );
+
+    // Custom domains: one holder at a time, across tenants; released with
+    // the app or the tenant that held them.
+    claim(&*store, "a", "web", "shop.example").await.unwrap();
+    let err = claim(&*other, "t1", "web", "shop.example")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UpdateError::Rejected(Rejection::Conflict(ref m)) if m.contains("shop.example")),
+        "{err}"
+    );
+    assert!(
+        other.tenant("t1").await.unwrap().unwrap().apps.is_empty(),
+        "a refused claim writes nothing"
+    );
+    // Moving it between the same tenant's apps is the tenant's business.
+    store
+        .update_tenant("a", &mut |record| {
+            let record = record.as_mut().unwrap();
+            record.apps.get_mut("web").unwrap().domains.clear();
+            let api = record
+                .apps
+                .entry("api".into())
+                .or_insert_with(|| AppRecord {
+                    name: "api".into(),
+                    ..AppRecord::default()
+                });
+            api.domains.insert("shop.example".into());
+            Ok(())
+        })
+        .await
+        .unwrap();
+    delete_tenant(&*store, "a").await;
+    assert_eq!(store.tenant("a").await.unwrap(), None);
+    claim(&*other, "t1", "web", "shop.example").await.unwrap();
+    let changes = store.changes_since(21).await.unwrap().unwrap();
+    assert_eq!(
+        changes.tenants.get("a"),
+        Some(&None),
+        "a deletion is a change"
+    );
+
     // Blobs are content-addressed and deduplicated.
+    let version = store.version().await.unwrap();
     let hash = store.put_blob(b"hello blob").await.unwrap();
     assert_eq!(hash, control_plane::store::blob_hash(b"hello blob"));
     assert_eq!(store.put_blob(b"hello blob").await.unwrap(), hash);
@@ -91,10 +192,54 @@ async fn conformance(store: Arc<dyn Store>, other: Arc<dyn Store>) {
         "blob names are hashes only"
     );
     assert_eq!(
-        store.load().await.unwrap().version,
-        21,
+        store.version().await.unwrap(),
+        version,
         "blobs do not bump the version"
     );
+}
+
+/// The old layout: one JSON document with every tenant.
+fn legacy_document() -> (State, Vec<u8>) {
+    let mut state = State {
+        version: 7,
+        ..State::default()
+    };
+    for name in ["acme", "beta"] {
+        let mut record = TenantRecord {
+            name: name.into(),
+            token_hash: format!("hash-of-{name}"),
+            ..TenantRecord::default()
+        };
+        let mut app = AppRecord {
+            name: "web".into(),
+            ..AppRecord::default()
+        };
+        app.domains.insert(format!("{name}.example"));
+        record.apps.insert("web".into(), app);
+        state.tenants.insert(name.into(), record);
+    }
+    let bytes = serde_json::to_vec(&state).unwrap();
+    (state, bytes)
+}
+
+/// After a migration: everything is there, readers behind reload all, and
+/// the domains the old document held are still held.
+async fn check_migrated(store: &dyn Store) {
+    let state = store.load().await.unwrap();
+    assert_eq!(state.version, 7);
+    assert_eq!(state.tenants.len(), 2);
+    assert_eq!(state.tenants["acme"].token_hash, "hash-of-acme");
+    assert_eq!(store.changes_since(3).await.unwrap(), None);
+    let err = claim(store, "beta", "other", "acme.example")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, UpdateError::Rejected(Rejection::Conflict(_))),
+        "{err}"
+    );
+    add_tenant(store, "gamma").await.unwrap();
+    let changes = store.changes_since(7).await.unwrap().unwrap();
+    assert_eq!(changes.tenants.keys().collect::<Vec<_>>(), ["gamma"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,10 +249,55 @@ async fn the_file_store_conforms() {
     // One process writes a data directory: the second handle is the same store.
     conformance(store.clone(), store.clone()).await;
     // Reopening reads what was written; stray temp files from a crash are ignored.
-    std::fs::write(dir.path().join(".state.json.tmp.1.1"), b"{half a wri").unwrap();
+    std::fs::write(dir.path().join("tenants/.t1.json.tmp.1.1"), b"{half a wri").unwrap();
     let reopened = FileStore::open(dir.path()).unwrap();
-    assert_eq!(reopened.load().await.unwrap().tenants.len(), 21);
-    assert!(!dir.path().join(".state.json.tmp.1.1").exists());
+    assert_eq!(reopened.load().await.unwrap().tenants.len(), 20);
+    assert!(!dir.path().join("tenants/.t1.json.tmp.1.1").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_store_repairs_a_change_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    add_tenant(&store, "acme").await.unwrap();
+    claim(&store, "acme", "web", "kept.example").await.unwrap();
+    drop(store);
+    // A crash after the record was written but before its log line, and
+    // one after a domain was claimed but before the record that holds it.
+    let mut record: TenantRecord =
+        serde_json::from_slice(&std::fs::read(dir.path().join("tenants/acme.json")).unwrap())
+            .unwrap();
+    record.version = 3;
+    record.policy = Some("{}".into());
+    std::fs::write(
+        dir.path().join("tenants/acme.json"),
+        serde_json::to_vec(&record).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("domains/orphan.example"), "acme/web").unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    assert_eq!(store.version().await.unwrap(), 3);
+    let changes = store.changes_since(2).await.unwrap().unwrap();
+    assert_eq!(
+        changes.tenants["acme"].as_ref().unwrap().policy.as_deref(),
+        Some("{}")
+    );
+    assert!(!dir.path().join("domains/orphan.example").exists());
+    assert!(dir.path().join("domains/kept.example").exists());
+    add_tenant(&store, "beta").await.unwrap();
+    claim(&store, "beta", "web", "orphan.example")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_store_splits_an_old_state_document() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.json"), legacy_document().1).unwrap();
+    let store = FileStore::open(dir.path()).unwrap();
+    check_migrated(&store).await;
+    assert!(!dir.path().join("state.json").exists());
+    assert!(dir.path().join("state.json.migrated").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,6 +307,7 @@ async fn the_redis_store_conforms_and_resyncs_after_a_restart() {
     let store: Arc<dyn Store> = Arc::new(RedisStore::open(&redis.url()).await.unwrap());
     let other: Arc<dyn Store> = Arc::new(RedisStore::open(&redis.url()).await.unwrap());
     conformance(store.clone(), other.clone()).await;
+    let version = store.version().await.unwrap();
 
     // Redis goes away: calls fail with an error, nothing hangs or panics.
     let mut feed = other.subscribe();
@@ -125,21 +316,44 @@ async fn the_redis_store_conforms_and_resyncs_after_a_restart() {
     redis.restart();
     // Data persisted; a write after the restart reaches the other handle's feed
     // (it resubscribed), and its version is current.
-    let mut written = None;
+    let mut written = false;
     for _ in 0..100 {
-        if let Ok(state) = store.update(&mut add_tenant("after-restart")).await {
-            written = Some(state.version);
+        if add_tenant(&*store, "after-restart").await.is_ok() {
+            written = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let version = written.expect("the store reconnected");
-    assert_eq!(version, 22);
-    tokio::time::timeout(Duration::from_secs(10), feed.wait_for(|v| *v >= version))
+    assert!(written, "the store reconnected");
+    let after = store.version().await.unwrap();
+    assert_eq!(after, version + 1);
+    tokio::time::timeout(Duration::from_secs(10), feed.wait_for(|v| *v >= after))
         .await
         .expect("the other handle's feed caught up")
         .unwrap();
-    assert_eq!(other.load().await.unwrap().tenants.len(), 22);
+    assert_eq!(other.load().await.unwrap().tenants.len(), 21);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_splits_an_old_state_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path().to_path_buf());
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::pipe()
+        .set("okra:state", legacy_document().1)
+        .set("okra:version", 7)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let store = RedisStore::open(&redis.url()).await.unwrap();
+    check_migrated(&store).await;
+    let exists: bool = ::redis::cmd("EXISTS")
+        .arg("okra:state")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!exists);
 }
 
 #[tokio::test]

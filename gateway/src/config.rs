@@ -6,6 +6,7 @@ use crate::outbound::OutboundConfig;
 use crate::runtime::RuntimeConfig;
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use control_plane::quotas::Quotas;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -151,6 +152,8 @@ pub struct OperatorConfig {
     /// Public listeners self-routes balance over; empty means `listen`.
     pub peers: Vec<SocketAddr>,
     pub control: ControlConfig,
+    /// What each tenant may keep in the store.
+    pub quotas: Quotas,
 }
 
 /// The control-plane side: the store, the embedded API, hostnames.
@@ -207,6 +210,7 @@ impl Default for OperatorConfig {
             variables: BTreeMap::new(),
             peers: Vec::new(),
             control: ControlConfig::default(),
+            quotas: Quotas::default(),
         }
     }
 }

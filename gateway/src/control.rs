@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use control_plane::api::{Api, ApiConfig};
 use control_plane::bundle::BundleLimits;
-use control_plane::model::TenantRecord;
+use control_plane::model::{State, TenantRecord};
 use control_plane::store::Store;
 use control_plane::validate::BundleValidator;
 use std::collections::BTreeMap;
@@ -93,6 +93,7 @@ pub fn start(
         swap: swap.clone(),
         metrics: services.metrics.clone(),
         served: None,
+        state: None,
         retry: None,
     };
     // The edge starts with the store's apps; a store that is down now (Redis
@@ -202,6 +203,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
         bundle_limits: BundleLimits::default(),
         validation_timeout: VALIDATION_TIMEOUT,
         reserved_hosts: config.reserved_hosts().collect(),
+        quotas: config.quotas.clone(),
     }
 }
 
@@ -236,6 +238,10 @@ struct Watcher {
     metrics: Arc<Metrics>,
     /// The store version the current snapshot was built from.
     served: Option<u64>,
+    /// The state that snapshot was built from, brought up to date by the
+    /// tenants that changed since (a full load only when the log does not
+    /// reach back far enough).
+    state: Option<State>,
     /// When the last build left apps unbuilt: when to try them again, and
     /// how long to wait after that (doubling up to [`MAX_RETRY_INTERVAL`]).
     retry: Option<(tokio::time::Instant, Duration)>,
@@ -244,7 +250,7 @@ struct Watcher {
 impl Watcher {
     /// Builds a snapshot of the store's current state and swaps it in.
     async fn reload(&mut self) -> anyhow::Result<()> {
-        let state = self.store.load().await?;
+        let state = self.current_state().await?;
         let report = self.builder.build(&state).await;
         self.swap.store(Arc::new(report.snapshot));
         self.served = Some(state.version);
@@ -259,17 +265,34 @@ impl Watcher {
             Some((tokio::time::Instant::now() + wait, wait))
         };
         self.metrics.config_version.set(state.version as i64);
+        let version = state.version;
+        self.state = Some(state);
         let result = if report.failures == 0 { "ok" } else { "error" };
         self.metrics
             .config_reloads_total
             .with_label_values(&[result])
             .inc();
-        tracing::info!(
-            version = state.version,
-            failures = report.failures,
-            "configuration loaded"
-        );
+        tracing::info!(version, failures = report.failures, "configuration loaded");
         Ok(())
+    }
+
+    /// The store's state now: what was served plus what changed since, or
+    /// everything when there is nothing to start from.
+    async fn current_state(&mut self) -> anyhow::Result<State> {
+        if let (Some(mut state), Some(served)) = (self.state.take(), self.served) {
+            match self.store.changes_since(served).await {
+                Ok(Some(changes)) => {
+                    changes.apply_to(&mut state);
+                    return Ok(state);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.state = Some(state);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(self.store.load().await?)
     }
 
     async fn run(mut self) {

@@ -591,6 +591,95 @@ async fn archive_bombs_and_contradictions_get_a_4xx() {
     );
 }
 
+/// Every quota holds through the API with a clear 422, and nothing is
+/// written past one: apps, versions kept (older ones dropped, rollback to
+/// them refused), variables by count and size, domains and the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_quotas_hold_and_old_versions_go() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("quotas.toml");
+    std::fs::write(
+        &config,
+        "[quotas]\nmax_apps = 2\nversions_kept = 2\nmax_variables = 2\nmax_variable_bytes = 64\nmax_domains = 1\nmax_policy_bytes = 64\n",
+    )
+    .unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let node = start_node(
+        &file_store(&store_dir),
+        true,
+        &["--config", config.to_str().unwrap()],
+    );
+    let acme = create_tenant(node.api, "acme").await;
+    let quota = |status: u16, body: &serde_json::Value, what: &str| {
+        assert_error(status, body, 422, "quota_exceeded");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(what), "{message}");
+    };
+    for (app, body) in [("web", "v1"), ("web", "v2"), ("web", "v3"), ("api", "a1")] {
+        let (status, reply) = deploy(node.api, &acme, "acme", app, static_bundle(app, body)).await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    let (status, body) = deploy(
+        node.api,
+        &acme,
+        "acme",
+        "third",
+        static_bundle("third", "x"),
+    )
+    .await;
+    quota(status, &body, "at most 2 apps");
+    let (_, show) = get_json(node.api, "/v1/tenants/acme", &acme).await;
+    assert_eq!(show["apps"], serde_json::json!(["api", "web"]));
+
+    // Only the newest two versions are kept.
+    let (_, web) = get_json(node.api, "/v1/tenants/acme/apps/web", &acme).await;
+    let versions: Vec<u64> = web["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 3]);
+    let (status, body) = rollback(node.api, &acme, "acme", "web", 1).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, _) = rollback(node.api, &acme, "acme", "web", 2).await;
+    assert_eq!(status, 200);
+
+    let vars = "/v1/tenants/acme/apps/web/variables";
+    let put = |body: &'static str| call(node.api, "PUT", vars, Some(&acme), body);
+    let (status, body) = put(r#"{"a":"1","b":"2"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = put(r#"{"c":"3"}"#).await;
+    quota(status, &body, "at most 2 variables");
+    let big: &'static str =
+        Box::leak(format!("{{\"a\":\"{}\"}}", "x".repeat(100)).into_boxed_str());
+    let (status, body) = put(big).await;
+    quota(status, &body, "bytes");
+    let (_, names) = get_json(node.api, vars, &acme).await;
+    assert_eq!(names["names"], serde_json::json!(["a", "b"]));
+
+    let domain = |app: &str, name: &str| format!("/v1/tenants/acme/apps/{app}/domains/{name}");
+    let one = domain("web", "one.example");
+    assert_eq!(call(node.api, "PUT", &one, Some(&acme), "").await.0, 204);
+    let two = domain("api", "two.example");
+    let (status, body) = call(node.api, "PUT", &two, Some(&acme), "").await;
+    quota(status, &body, "at most 1 custom domains");
+
+    let policy = format!(
+        r#"{{"policy.http.fetch.allowMethods": ["GET"], "x": "{}"}}"#,
+        "y".repeat(64)
+    );
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        Some(&acme),
+        policy,
+    )
+    .await;
+    quota(status, &body, "bytes");
+}
+
 /// PUTs or DELETEs a domain of `tenant`'s app `shop`.
 async fn domain_call(
     api: std::net::SocketAddr,
@@ -659,14 +748,18 @@ async fn write_behind_the_api(
 ) -> u64 {
     use control_plane::store::Store as _;
     let store = control_plane::store::file::FileStore::open(data.path()).unwrap();
-    let state = store
-        .update(&mut |state| {
-            change(state);
-            Ok(())
-        })
-        .await
-        .unwrap();
-    state.version
+    let mut state = store.load().await.unwrap();
+    change(&mut state);
+    for (name, record) in state.tenants {
+        store
+            .update_tenant(&name, &mut |stored| {
+                *stored = Some(record.clone());
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    store.version().await.unwrap()
 }
 
 /// Waits until the gateway serves store version `version`.
@@ -1139,7 +1232,13 @@ async fn a_kill_9_during_deploys_leaves_a_consistent_store() {
             .iter()
             .map(|v| v["version"].as_u64().unwrap())
             .collect();
-        assert_eq!(versions, (1..=current).collect::<Vec<_>>(), "round {round}");
+        // The newest ten versions are kept (the default quota).
+        let oldest = current.saturating_sub(9).max(1);
+        assert_eq!(
+            versions,
+            (oldest..=current).collect::<Vec<_>>(),
+            "round {round}"
+        );
         let reply = get(&node.gateway, &host("web", "acme"), "/").await;
         assert_eq!(reply.status, 200, "round {round}");
     }
