@@ -8,6 +8,7 @@ use crate::bundle::{self, BundleLimits};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::hostnames::{app_hosts, default_host, host_key, normalize_domain};
 use crate::model::{AppRecord, TenantRecord, VersionRecord, validate_name};
+use crate::openapi_schemas::{BundleBytes, PolicyBody, VariableValues};
 use crate::quotas::Quotas;
 use crate::store::{Rejection, Store};
 use crate::validate::{BundleSummary, BundleValidator, check_tenant_policy, structural_check};
@@ -340,8 +341,54 @@ fn names(tenant: &str, app: Option<&str>) -> ApiResult<()> {
 
 // ---- views ----
 
+/// A path naming a tenant (for the OpenAPI document).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TenantPath {
+    /// Tenant name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub tenant: String,
+}
+
+/// A path naming an app of a tenant.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AppPath {
+    /// Tenant name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub tenant: String,
+    /// App name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub app: String,
+}
+
+/// A path naming a custom domain of an app.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DomainPath {
+    /// Tenant name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub tenant: String,
+    /// App name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub app: String,
+    /// A fully qualified hostname, not an IP address, with no port or
+    /// wildcard, and not under the gateway's base domain. Unicode names are
+    /// accepted too (compared after UTS #46 normalisation); the pattern
+    /// gives their ASCII form.
+    #[param(
+        min_length = 3,
+        max_length = 253,
+        pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    )]
+    pub domain: String,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NewTenant {
+    /// A DNS label of lowercase letters, digits and `-`.
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
 }
 
@@ -388,13 +435,15 @@ pub struct Deployed {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Rollback {
+    #[serde(deserialize_with = "tenant_config::whole::number")]
     pub version: u64,
 }
 
 // ---- tenants ----
 
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant, responses((status = 201, body = CreatedTenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = NewTenant, responses((status = 201, body = CreatedTenant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_tenant(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -438,7 +487,7 @@ fn tenant_view(tenant: &TenantRecord) -> TenantView {
     }
 }
 
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<TenantView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, body = Vec<TenantView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_tenants(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -450,7 +499,7 @@ async fn list_tenants(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), responses((status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath), responses((status = 200, body = TenantView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn show_tenant(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -460,7 +509,7 @@ async fn show_tenant(
     Ok(axum::Json(tenant_view(&record)))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}", tag = "tenants", params(TenantPath), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_tenant(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -480,7 +529,7 @@ async fn delete_tenant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/limits", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), request_body = Limits, responses((status = 200, body = Limits), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/limits", tag = "tenants", params(TenantPath), request_body = Limits, responses((status = 200, body = Limits), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_limits(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -489,27 +538,9 @@ async fn set_limits(
 ) -> ApiResult<axum::Json<Limits>> {
     api.admin(&headers)?;
     let limits: Limits = json(&body, "limits")?;
-    if limits.max_concurrent_requests == 0
-        || limits.memory_bytes == 0
-        || limits.request_timeout_ms == 0
-    {
-        return Err(ApiError::bad_request(
-            "invalid_limits",
-            "memory_bytes, request_timeout_ms and max_concurrent_requests must be above 0",
-        ));
-    }
-    if [
-        limits.cpu_parallelism,
-        limits.requests_per_second,
-        limits.app_requests_per_second,
-    ]
-    .contains(&Some(0))
-    {
-        return Err(ApiError::bad_request(
-            "invalid_limits",
-            "cpu_parallelism, requests_per_second and app_requests_per_second must be above 0 when set (leave one out for no limit)",
-        ));
-    }
+    limits
+        .check()
+        .map_err(|why| ApiError::bad_request("invalid_limits", why))?;
     api.change_tenant(&tenant, |record| {
         record.limits = Some(limits.clone());
         Ok(())
@@ -518,7 +549,7 @@ async fn set_limits(
     Ok(axum::Json(limits))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(("tenant" = String, Path, description = "tenant name")), request_body(content = Object, description = "okra.json policy document"), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(TenantPath), request_body(content = PolicyBody, description = "okra.json policy document"), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_policy(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -541,7 +572,7 @@ async fn set_policy(
 
 // ---- apps ----
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps", tag = "apps", params(("tenant" = String, Path, description = "tenant name")), responses((status = 200, body = Vec<AppView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps", tag = "apps", params(TenantPath), responses((status = 200, body = Vec<AppView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_apps(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -557,7 +588,7 @@ async fn list_apps(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath), responses((status = 200, body = AppView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn show_app(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -567,7 +598,7 @@ async fn show_app(
     Ok(axum::Json(api.app_view(&tenant, app_ref(&record, &app)?)))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = Vec<u8>, content_type = "application/gzip", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath), request_body(content = BundleBytes, content_type = "application/octet-stream", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn deploy(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -646,7 +677,7 @@ async fn deploy(
     Ok((StatusCode::CREATED, axum::Json(reply)).into_response())
 }
 
-#[utoipa::path(post, path = "/v1/tenants/{tenant}/apps/{app}/rollback", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body = Rollback, responses((status = 200, body = Deployed), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/apps/{app}/rollback", tag = "apps", params(AppPath), request_body = Rollback, responses((status = 200, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn rollback(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -680,7 +711,7 @@ async fn rollback(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_app(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -710,7 +741,7 @@ pub struct VariableNames {
     pub names: Vec<String>,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), request_body(content = std::collections::BTreeMap<String, String>, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), request_body(content = VariableValues, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_variables(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -757,7 +788,7 @@ async fn set_variables(
     Ok(axum::Json(VariableNames { names: result }))
 }
 
-#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name")), responses((status = 200, body = VariableNames), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), responses((status = 200, body = VariableNames), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_variables(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -769,7 +800,7 @@ async fn list_variables(
     }))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/domains/{domain}", tag = "domains", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name"), ("domain" = String, Path, description = "hostname, IDNA or Unicode")), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/domains/{domain}", tag = "domains", params(DomainPath), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn add_domain(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -798,7 +829,7 @@ async fn add_domain(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}/domains/{domain}", tag = "domains", params(("tenant" = String, Path, description = "tenant name"), ("app" = String, Path, description = "app name"), ("domain" = String, Path, description = "hostname, IDNA or Unicode")), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}/domains/{domain}", tag = "domains", params(DomainPath), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn remove_domain(
     Extract(api): Shared,
     headers: HeaderMap,

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod error;
 pub mod hostnames;
 pub mod model;
+pub mod openapi_schemas;
 pub mod quotas;
 pub mod store;
 pub mod validate;

@@ -196,6 +196,47 @@ async fn conformance(store: Arc<dyn Store>, other: Arc<dyn Store>) {
         version,
         "blobs do not bump the version"
     );
+
+    // Garbage: blobs no version names go once past their grace, the others stay.
+    let kept = store.put_blob(b"named by a version").await.unwrap();
+    let version_files = std::collections::BTreeMap::from([("spin.toml".to_string(), kept.clone())]);
+    store
+        .update_tenant("t2", &mut |record| {
+            let app = record
+                .as_mut()
+                .unwrap()
+                .apps
+                .entry("web".into())
+                .or_insert_with(|| AppRecord {
+                    name: "web".into(),
+                    ..AppRecord::default()
+                });
+            app.versions.insert(
+                1,
+                control_plane::model::VersionRecord {
+                    version: 1,
+                    files: version_files.clone(),
+                    ..Default::default()
+                },
+            );
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let grace = Duration::from_secs(3600);
+    assert_eq!(
+        control_plane::store::collect_garbage(&*store, grace)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.get_blob(&hash).await.is_ok(), "too young to go");
+    let deleted = control_plane::store::collect_garbage(&*store, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert!(store.get_blob(&hash).await.is_err());
+    assert_eq!(other.get_blob(&kept).await.unwrap(), b"named by a version");
 }
 
 /// The old layout: one JSON document with every tenant.

@@ -113,6 +113,14 @@ struct Rates {
     apps: HashMap<String, Arc<RateLimiter>>,
 }
 
+impl Admissions {
+    /// Whether anything (an app, an instance) still holds `tenant`'s state.
+    pub fn is_held(&self, tenant: &str) -> bool {
+        let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        tenants.get(tenant).is_some_and(|w| w.strong_count() > 0)
+    }
+}
+
 /// A bucket of `rate` per second holding one second's worth.
 fn bucket(rate: u32) -> Arc<RateLimiter> {
     Arc::new(RateLimiter::new(rate, rate))

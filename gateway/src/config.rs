@@ -376,21 +376,9 @@ impl OperatorConfig {
                 self.control.base_domain
             );
         }
-        if self.limits.request_timeout_ms == 0 || self.limits.cpu_time_ms == 0 {
-            bail!("request_timeout_ms and cpu_time_ms must be greater than 0");
-        }
-        for (key, value) in [
-            ("cpu_parallelism", self.limits.cpu_parallelism),
-            ("requests_per_second", self.limits.requests_per_second),
-            (
-                "app_requests_per_second",
-                self.limits.app_requests_per_second,
-            ),
-        ] {
-            if value == Some(0) {
-                bail!("limits.{key} must be at least 1; leave it out for no limit");
-            }
-        }
+        self.limits
+            .check()
+            .map_err(|why| anyhow::anyhow!("limits.{why}"))?;
         let mut hosts = std::collections::HashSet::new();
         for app in &self.apps {
             if !hosts.insert(app.host.to_ascii_lowercase()) {

@@ -95,6 +95,7 @@ pub fn start(
         served: None,
         state: None,
         retry: None,
+        last_collected: tokio::time::Instant::now(),
     };
     // The edge starts with the store's apps; a store that is down now (Redis
     // restarting) is caught up with by the watcher.
@@ -107,10 +108,32 @@ pub fn start(
     tracing::info!(store = %store.describe(), "following the store");
 
     if config.control.api {
+        runtime.spawn(collect_garbage(store.clone()));
         let api = api(config, &data_dir, store, services, Some(status))?;
         serve_api(runtime, config.control.api_listen, api)?;
     }
     Ok(swap)
+}
+
+/// How often a gateway looks for bundle directories nothing uses any more.
+const BUNDLE_GC_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the process that serves the API collects the store's garbage.
+const GC_INTERVAL: Duration = Duration::from_secs(600);
+/// How old an unreferenced blob must be before it goes: far longer than a
+/// deploy takes between storing its blobs and naming them in a version.
+const GC_GRACE: Duration = Duration::from_secs(3600);
+
+/// Deletes the blobs no kept version names, every [`GC_INTERVAL`], for as
+/// long as the process runs. Only the process serving the API does this.
+async fn collect_garbage(store: Arc<dyn Store>) {
+    loop {
+        tokio::time::sleep(GC_INTERVAL).await;
+        match control_plane::store::collect_garbage(&*store, GC_GRACE).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted blobs no kept version names"),
+            Err(e) => tracing::warn!("collecting the store's garbage: {e}"),
+        }
+    }
 }
 
 /// Refuses a layout that puts the store or the admin token inside the
@@ -163,6 +186,7 @@ pub fn run_control_plane(config: &OperatorConfig) -> anyhow::Result<()> {
     let store = runtime
         .block_on(control_plane::store::open(&url))
         .with_context(|| format!("opening the store {url}"))?;
+    runtime.spawn(collect_garbage(store.clone()));
     let api = api(config, &data_dir(config, &url), store, services, None)?;
     serve_api(&runtime, config.control.api_listen, api)?;
     runtime.block_on(std::future::pending::<()>());
@@ -245,6 +269,8 @@ struct Watcher {
     /// When the last build left apps unbuilt: when to try them again, and
     /// how long to wait after that (doubling up to [`MAX_RETRY_INTERVAL`]).
     retry: Option<(tokio::time::Instant, Duration)>,
+    /// When unused bundle directories were last looked for.
+    last_collected: tokio::time::Instant,
 }
 
 impl Watcher {
@@ -309,6 +335,10 @@ impl Watcher {
             let retry_due = self
                 .retry
                 .is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
+            if self.last_collected.elapsed() >= BUNDLE_GC_INTERVAL {
+                self.builder.collect_bundle_dirs();
+                self.last_collected = tokio::time::Instant::now();
+            }
             match self.store.version().await {
                 Ok(version) if Some(version) == self.served && !retry_due => {}
                 Ok(_) => {

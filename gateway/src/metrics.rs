@@ -4,10 +4,12 @@
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use prometheus::core::{Collector as _, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -150,6 +152,35 @@ impl Metrics {
         })
     }
 
+    /// Drops every series labelled with app `app` of tenant `tenant`, once
+    /// the app is no longer served (deleted, renamed or its tenant gone).
+    pub fn forget_app(&self, tenant: &str, app: &str) {
+        let labels = [("tenant", tenant), ("app", app)];
+        remove_matching(&self.http_requests_total, &labels);
+        remove_matching(&self.http_request_duration_seconds, &labels);
+        remove_matching(&self.wasm_traps_total, &labels);
+        remove_matching(&self.outbound_requests_total, &labels);
+    }
+
+    /// Drops every per-tenant series of `tenant` but the two its admission
+    /// state owns (`okra_tenant_inflight_requests` and
+    /// `okra_tenant_cpu_waiting`; see [`Metrics::forget_tenant_admission`]).
+    pub fn forget_tenant(&self, tenant: &str) {
+        let labels = [("tenant", tenant)];
+        remove_matching(&self.outbound_duration_seconds, &labels);
+        remove_matching(&self.outbound_failures_total, &labels);
+        remove_matching(&self.outbound_pool_connections, &labels);
+        remove_matching(&self.outbound_pool_connects_total, &labels);
+        remove_matching(&self.rate_limited_total, &labels);
+    }
+
+    /// Drops the gauges of a tenant's admission state, once nothing holds it.
+    pub fn forget_tenant_admission(&self, tenant: &str) {
+        let labels = [("tenant", tenant)];
+        remove_matching(&self.tenant_inflight_requests, &labels);
+        remove_matching(&self.tenant_cpu_waiting, &labels);
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -157,6 +188,26 @@ impl Metrics {
             tracing::error!("encoding metrics: {e}");
         }
         out
+    }
+}
+
+/// Removes every series of `vec` whose labels include all of `matching`.
+fn remove_matching<T: MetricVecBuilder>(vec: &MetricVec<T>, matching: &[(&str, &str)]) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if matching
+                .iter()
+                .all(|(name, value)| labels.get(name) == Some(value))
+            {
+                // It was just listed, so it exists and the labels fit.
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -228,5 +279,44 @@ impl ServeHttp for MetricsApp {
             .header("content-length", body.len())
             .body(body)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gone_app_or_tenant_takes_its_series_with_it() {
+        let m = Metrics::new().unwrap();
+        for (tenant, app) in [("acme", "web"), ("acme", "api"), ("beta", "web")] {
+            m.http_requests_total
+                .with_label_values(&[tenant, app, "c", "200"])
+                .inc();
+            m.http_request_duration_seconds
+                .with_label_values(&[tenant, app])
+                .observe(0.1);
+        }
+        m.outbound_pool_connections
+            .with_label_values(&["acme"])
+            .set(2);
+        m.outbound_pool_connections
+            .with_label_values(&["beta"])
+            .set(1);
+        m.forget_app("acme", "web");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            !text.contains(r#"app="web",component="c",status="200",tenant="acme""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"app="api",component="c",status="200",tenant="acme""#));
+        assert!(text.contains(r#"app="web",component="c",status="200",tenant="beta""#));
+        m.forget_tenant("acme");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(
+            !text.contains(r#"okra_outbound_pool_connections{tenant="acme"}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"okra_outbound_pool_connections{tenant="beta"} 1"#));
     }
 }

@@ -55,6 +55,9 @@ pub struct RuntimeConfig {
     /// Where compiled components are kept across restarts (Wasmtime's cache,
     /// keyed by the wasm's hash and the engine's settings); none when unset.
     pub compile_cache_dir: Option<std::path::PathBuf>,
+    /// How large the compile cache may grow before Wasmtime's hourly clean-up
+    /// drops the least recently used entries (down to 70 % of it).
+    pub compile_cache_max_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +71,7 @@ impl Default for RuntimeConfig {
             table_keep_resident_bytes: 64 << 10,
             decommit_batch_size: 1,
             compile_cache_dir: None,
+            compile_cache_max_bytes: 512 << 20,
         }
     }
 }
@@ -114,6 +118,7 @@ impl Runtime {
                     cache.with_directory(std::path::absolute(dir).with_context(|| {
                         format!("the compile cache directory {}", dir.display())
                     })?);
+                    cache.with_files_total_size_soft_limit(config.compile_cache_max_bytes);
                     Some(Cache::new(cache).with_context(|| {
                         format!("opening the compile cache in {}", dir.display())
                     })?)

@@ -14,10 +14,11 @@ use control_plane::hostnames::app_hosts;
 use control_plane::model::{AppRecord, State, TenantRecord, VersionRecord};
 use control_plane::store::Store;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tenant_config::Limits;
 use tenant_config::paths::PathScope;
 use tenant_config::policy::{Policy, ScopeLevel};
@@ -27,6 +28,8 @@ struct Built {
     /// Hash of everything the build depended on.
     inputs: String,
     version: u64,
+    /// The bundle directory it was loaded from.
+    bundle: String,
     app: Arc<App>,
 }
 
@@ -48,7 +51,15 @@ pub struct SnapshotBuilder {
     static_apps: Vec<(String, Arc<App>)>,
     built: HashMap<(String, String), Built>,
     status: Arc<StatusBoard>,
+    /// Gone tenants whose admission gauges wait until nothing holds them.
+    gone_tenants: BTreeSet<String>,
+    /// Bundle directories no built app uses, since when.
+    retired: HashMap<String, Instant>,
 }
+
+/// How long an unused bundle directory stays: instances of the build before
+/// may still read their files for a while (at most a request's deadline).
+const BUNDLE_GRACE: Duration = Duration::from_secs(600);
 
 /// What the gateway serves per app, for the API's status field.
 #[derive(Default)]
@@ -87,6 +98,8 @@ impl SnapshotBuilder {
             static_apps,
             built: HashMap::new(),
             status: Arc::default(),
+            gone_tenants: BTreeSet::new(),
+            retired: HashMap::new(),
         }
     }
 
@@ -110,6 +123,7 @@ impl SnapshotBuilder {
                     Ok(loaded) => Ok(Built {
                         inputs,
                         version: version.version,
+                        bundle: version.bundle_id(),
                         app: Arc::new(loaded),
                     }),
                     Err(e) => Err((format!("{e:#}"), previous)),
@@ -153,9 +167,81 @@ impl SnapshotBuilder {
                 );
             }
         }
+        self.forget_gone(&built);
         self.built = built;
         self.status.replace(statuses);
         BuildReport { snapshot, failures }
+    }
+
+    /// Drops the metric series (and outbound pools) of apps and tenants the
+    /// new build no longer serves.
+    fn forget_gone(&mut self, built: &HashMap<(String, String), Built>) {
+        let labels = |builds: &HashMap<(String, String), Built>| -> BTreeSet<(String, String)> {
+            builds
+                .values()
+                .map(|b| (b.app.tenant.clone(), b.app.name.clone()))
+                .collect()
+        };
+        let (before, after) = (labels(&self.built), labels(built));
+        let metrics = &self.services.metrics;
+        for (tenant, app) in before.difference(&after) {
+            metrics.forget_app(tenant, app);
+        }
+        let tenants = |labels: &BTreeSet<(String, String)>| -> BTreeSet<String> {
+            labels.iter().map(|(t, _)| t.clone()).collect()
+        };
+        let still_served = tenants(&after);
+        for tenant in tenants(&before).difference(&still_served) {
+            metrics.forget_tenant(tenant);
+            self.services.outbound.forget_tenant(tenant);
+            self.gone_tenants.insert(tenant.clone());
+        }
+        // Requests in flight keep a tenant's admission state alive for a
+        // while; its gauges go once nothing holds it (or it is back).
+        let admissions = &self.services.admissions;
+        self.gone_tenants.retain(|tenant| {
+            if still_served.contains(tenant) {
+                return false;
+            }
+            if admissions.is_held(tenant) {
+                return true;
+            }
+            metrics.forget_tenant_admission(tenant);
+            false
+        });
+    }
+
+    /// Deletes bundle directories no built app has used for
+    /// [`BUNDLE_GRACE`]. Rolling back to a kept version unpacks it again
+    /// from the store's blobs.
+    pub fn collect_bundle_dirs(&mut self) {
+        let on_disk: Vec<String> = match std::fs::read_dir(&self.bundles_dir) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.starts_with('.'))
+                .collect(),
+            Err(_) => return,
+        };
+        let in_use: BTreeSet<String> = self.built.values().map(|b| b.bundle.clone()).collect();
+        let expired = retire_unused(
+            &on_disk,
+            &in_use,
+            &mut self.retired,
+            Instant::now(),
+            BUNDLE_GRACE,
+        );
+        for id in expired {
+            let dir = self.bundles_dir.join(&id);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::debug!(dir = %dir.display(), "removed an unused bundle directory")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "removing an unused bundle directory: {e}")
+                }
+            }
+        }
     }
 
     async fn load(
@@ -250,6 +336,29 @@ fn write_bundle_dir(
     Ok(())
 }
 
+/// Which of the directories `on_disk` to delete now: those out of use for
+/// `grace` (remembered in `retired`, which forgets those back in use).
+fn retire_unused(
+    on_disk: &[String],
+    in_use: &BTreeSet<String>,
+    retired: &mut HashMap<String, Instant>,
+    now: Instant,
+    grace: Duration,
+) -> Vec<String> {
+    retired.retain(|id, _| !in_use.contains(id) && on_disk.contains(id));
+    let mut expired = Vec::new();
+    for id in on_disk.iter().filter(|id| !in_use.contains(*id)) {
+        let since = *retired.entry(id.clone()).or_insert(now);
+        if now.duration_since(since) >= grace {
+            expired.push(id.clone());
+        }
+    }
+    for id in &expired {
+        retired.remove(id);
+    }
+    expired
+}
+
 /// Everything a build depends on, hashed.
 fn build_inputs(
     tenant: &TenantRecord,
@@ -266,4 +375,32 @@ fn build_inputs(
     });
     hash.update(inputs.to_string());
     hex::encode(hash.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unused_bundle_directories_go_after_their_grace() {
+        let grace = Duration::from_secs(600);
+        let start = Instant::now();
+        let disk: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut in_use: BTreeSet<String> = ["a".to_string()].into();
+        let mut retired = HashMap::new();
+        assert!(retire_unused(&disk, &in_use, &mut retired, start, grace).is_empty());
+        // b comes back into use before its grace ends; c does not.
+        in_use.insert("b".into());
+        let later = start + grace;
+        assert_eq!(
+            retire_unused(&disk, &in_use, &mut retired, later, grace),
+            ["c"]
+        );
+        in_use.remove("b");
+        assert!(retire_unused(&disk, &in_use, &mut retired, later, grace).is_empty());
+        assert_eq!(
+            retire_unused(&disk, &in_use, &mut retired, later + grace, grace),
+            ["b", "c"]
+        );
+    }
 }

@@ -680,6 +680,37 @@ async fn tenant_quotas_hold_and_old_versions_go() {
     quota(status, &body, "bytes");
 }
 
+/// The series of an app that is gone (and of a tenant with no app left)
+/// leave `/metrics`, instead of piling up for every app ever deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_series_of_gone_apps_and_tenants_are_removed() {
+    let data = tempfile::tempdir().unwrap();
+    let (node, token) = node_with_web(&data, "counted", &[]).await;
+    let web = host("web", "acme");
+    until_served(&node.gateway, &web, "counted").await;
+    let series = r#"okra_http_requests_total{app="web",component="",status="200",tenant="acme"}"#;
+    let text = support::metrics_get(&node.gateway, "/metrics").await.1;
+    assert!(text.contains(series), "{text}");
+    assert!(
+        text.contains(r#"okra_tenant_inflight_requests{tenant="acme"} 0"#),
+        "{text}"
+    );
+
+    assert_eq!(delete_app(node.api, &token, "acme", "web").await, 204);
+    until_gone(&node.gateway, &web).await;
+    let (status, _) = call(node.api, "DELETE", "/v1/tenants/acme", Some(ADMIN), "").await;
+    assert_eq!(status, 204);
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        if !text.contains(r#"tenant="acme""#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!text.contains(r#"tenant="acme""#), "{text}");
+}
+
 /// PUTs or DELETEs a domain of `tenant`'s app `shop`.
 async fn domain_call(
     api: std::net::SocketAddr,
@@ -1105,6 +1136,36 @@ async fn limits_and_policies_are_checked_before_they_are_stored() {
             .unwrap()
             .contains("cpu_seconds")
     );
+    // Limits no app could run under, or past the documented maximum.
+    for (limits, key) in [
+        (r#"{"memory_bytes":1}"#, "memory_bytes"),
+        (r#"{"cpu_time_ms":0}"#, "cpu_time_ms"),
+        (r#"{"request_timeout_ms":99999999}"#, "request_timeout_ms"),
+        (r#"{"requests_per_second":0}"#, "requests_per_second"),
+    ] {
+        let (status, body) = call(
+            node.api,
+            "PUT",
+            "/v1/tenants/acme/limits",
+            Some(ADMIN),
+            limits,
+        )
+        .await;
+        assert_error(status, &body, 400, "invalid_limits");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(key),
+            "{body}"
+        );
+    }
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        Some(&token),
+        r#"["policy.http.fetch.allowMethods"]"#,
+    )
+    .await;
+    assert_error(status, &body, 422, "invalid_policy");
     let (status, body) = call(
         node.api,
         "PUT",
@@ -1150,7 +1211,7 @@ async fn limits_and_policies_are_checked_before_they_are_stored() {
         "PUT",
         "/v1/tenants/acme/limits",
         Some(ADMIN),
-        r#"{"max_concurrent_requests":7,"memory_bytes":1099511627776}"#,
+        r#"{"max_concurrent_requests":7,"memory_bytes":1073741824}"#,
     )
     .await;
     assert_eq!(status, 200);

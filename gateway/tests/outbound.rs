@@ -648,3 +648,42 @@ async fn https_upstreams_negotiate_h2_and_are_verified() {
     assert!(text.contains("TlsCertificateError"), "{text}");
     assert_eq!(up.requests(), 2);
 }
+
+/// A wasi:http 0.3 guest learns that its streamed request body was refused
+/// (past `maxBodySizeKb`) through the future `request.new` gave it, instead
+/// of being told it went out.
+#[tokio::test]
+async fn a_p3_guest_sees_its_upload_refused() {
+    let up = Upstream::start().await;
+    let port = up.port();
+    let dir = tempfile::tempdir().unwrap();
+    let app = outbound_app(&dir, &[format!("http://127.0.0.1:{port}")], "");
+    std::fs::write(
+        dir.path().join("okra.json"),
+        r#"{"http.fetch": {"maxBodySizeKb": 1}}"#,
+    )
+    .unwrap();
+    let gw = Gateway::start_apps(&[&app], &["--block-networks", "none"]);
+    let post = |bytes: usize| {
+        let path = format!("/p3/t/post?bytes={bytes}&url=http://127.0.0.1:{port}/count");
+        let gw = &gw;
+        async move { get(gw, "out.localhost", &path).await.text() }
+    };
+    let small = post(100).await;
+    assert_eq!(small, "status=200 body=Ok(())");
+    // An upstream reading the body: the send itself fails, naming the cause.
+    let large = post(4096).await;
+    assert!(
+        large.starts_with("status=ErrorCode::HttpRequestBodySize"),
+        "{large}"
+    );
+    // One that answers first: the send succeeds, and the body's failure
+    // arrives through request.new's future.
+    let path = format!("/p3/t/post?bytes=2000&pause_ms=500&url=http://127.0.0.1:{port}/early");
+    let early = get(&gw, "out.localhost", &path).await.text();
+    assert!(
+        early.starts_with("status=200 ")
+            && early.contains("body=Err(ErrorCode::HttpRequestBodySize"),
+        "{early}"
+    );
+}

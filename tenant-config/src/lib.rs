@@ -13,6 +13,7 @@ pub mod routes;
 pub mod spin_headers;
 pub mod template;
 pub mod variables;
+pub mod whole;
 
 pub use allowed_hosts::{AllowedHostError, AllowedHosts, OutboundUrl};
 pub use limits::Limits;

@@ -24,10 +24,11 @@ use super::{
 };
 use crate::model::{State, TenantRecord, validate_name};
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
 const TENANTS_DIR: &str = "tenants";
@@ -173,12 +174,49 @@ impl Store for FileStore {
         let bytes = bytes.to_vec();
         blocking(move || {
             if path.exists() {
-                return Ok(());
+                // Stored again: its grace before garbage collection restarts.
+                return std::fs::File::options()
+                    .append(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                    .map_err(|e| io_error(&path, e));
             }
             write_atomic(&path, &bytes)
         })
         .await?;
         Ok(hash)
+    }
+
+    async fn delete_unreferenced_blobs(
+        &self,
+        referenced: &BTreeSet<String>,
+        grace: Duration,
+    ) -> Result<usize, StoreError> {
+        let blobs = self.dir.join(BLOBS_DIR);
+        let referenced = referenced.clone();
+        blocking(move || {
+            let mut deleted = 0;
+            let io = |e| io_error(&blobs, e);
+            for entry in std::fs::read_dir(&blobs).map_err(io)? {
+                let entry = entry.map_err(io)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !is_blob_hash(&name) || referenced.contains(&name) {
+                    continue;
+                }
+                let age = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .unwrap_or_default();
+                if age >= grace {
+                    remove_if_present(&entry.path())?;
+                    deleted += 1;
+                }
+            }
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn get_blob(&self, hash: &str) -> Result<Vec<u8>, StoreError> {

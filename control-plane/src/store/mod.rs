@@ -17,9 +17,10 @@ pub mod redis;
 use crate::model::{State, TenantRecord};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How many versions the change log reaches back; a gateway further behind
@@ -132,11 +133,38 @@ pub trait Store: Send + Sync {
     /// same bytes again is free.
     async fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError>;
     async fn get_blob(&self, hash: &str) -> Result<Vec<u8>, StoreError>;
+    /// Deletes the blobs not in `referenced` that were last stored more than
+    /// `grace` ago (so a deploy between storing its blobs and naming them in
+    /// a version never loses one). Returns how many it deleted.
+    async fn delete_unreferenced_blobs(
+        &self,
+        referenced: &BTreeSet<String>,
+        grace: Duration,
+    ) -> Result<usize, StoreError>;
     /// The change feed: the latest version this process has heard of. A
     /// subscriber must still compare versions (messages can be missed).
     fn subscribe(&self) -> watch::Receiver<u64>;
     /// What this store is, for logs (`file:./okra-data`, `redis://...`).
     fn describe(&self) -> String;
+}
+
+/// Every blob some version of some app names.
+pub fn referenced_blobs(state: &State) -> BTreeSet<String> {
+    state
+        .tenants
+        .values()
+        .flat_map(|t| t.apps.values())
+        .flat_map(|a| a.versions.values())
+        .flat_map(|v| v.files.values().cloned())
+        .collect()
+}
+
+/// Deletes the blobs no kept version names (those of versions dropped by
+/// `versions_kept`, deleted tenants, refused deploys) once they are older
+/// than `grace`. Returns how many went.
+pub async fn collect_garbage(store: &dyn Store, grace: Duration) -> Result<usize, StoreError> {
+    let referenced = referenced_blobs(&store.load().await?);
+    store.delete_unreferenced_blobs(&referenced, grace).await
 }
 
 /// The SHA-256 of a blob, as stores name it.

@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,6 +39,8 @@ const TENANT_PREFIX: &str = "okra:tenant:";
 const DOMAIN_PREFIX: &str = "okra:domain:";
 const LOG_KEY: &str = "okra:log";
 const BLOB_PREFIX: &str = "okra:blob:";
+/// When each blob was last stored (unix seconds), for garbage collection.
+const BLOB_TIMES_KEY: &str = "okra:blobs";
 /// The whole-document key of earlier versions.
 const LEGACY_STATE_KEY: &str = "okra:state";
 /// Where every new version number is published.
@@ -219,6 +222,12 @@ fn announce(feed: &watch::Sender<u64>, version: u64) {
 async fn read_version(connection: &mut ConnectionManager) -> Result<u64, StoreError> {
     let version: Option<u64> = connection.get(VERSION_KEY).await.map_err(redis_error)?;
     Ok(version.unwrap_or(0))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn tenant_key(name: &str) -> String {
@@ -443,14 +452,73 @@ impl Store for RedisStore {
     async fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let hash = blob_hash(bytes);
         let mut connection = self.connection.clone();
-        let _: () = redis::cmd("SET")
+        // Stored again, a blob's grace before garbage collection restarts.
+        let _: () = redis::pipe()
+            .cmd("SET")
             .arg(format!("{BLOB_PREFIX}{hash}"))
             .arg(bytes)
             .arg("NX")
+            .ignore()
+            .zadd(BLOB_TIMES_KEY, &hash, unix_now())
+            .ignore()
             .query_async(&mut connection)
             .await
             .map_err(redis_error)?;
         Ok(hash)
+    }
+
+    async fn delete_unreferenced_blobs(
+        &self,
+        referenced: &BTreeSet<String>,
+        grace: Duration,
+    ) -> Result<usize, StoreError> {
+        let mut connection = self.connection().await?;
+        let now = unix_now();
+        let cutoff = now.saturating_sub(grace.as_secs());
+        let mut keys: Vec<String> = Vec::new();
+        let mut scan: redis::AsyncIter<String> = connection
+            .scan_match(format!("{BLOB_PREFIX}*"))
+            .await
+            .map_err(redis_error)?;
+        while let Some(key) = scan.next_item().await {
+            keys.push(key.map_err(redis_error)?);
+        }
+        drop(scan);
+        let mut deleted = 0;
+        for key in keys {
+            let Some(hash) = key.strip_prefix(BLOB_PREFIX) else {
+                continue;
+            };
+            if !is_blob_hash(hash) || referenced.contains(hash) {
+                continue;
+            }
+            let stored: Option<u64> = connection
+                .zscore(BLOB_TIMES_KEY, hash)
+                .await
+                .map_err(redis_error)?;
+            match stored {
+                // A blob from before times were kept: its grace starts now.
+                None => {
+                    let _: () = connection
+                        .zadd(BLOB_TIMES_KEY, hash, now)
+                        .await
+                        .map_err(redis_error)?;
+                }
+                Some(at) if at <= cutoff => {
+                    let _: () = redis::pipe()
+                        .del(&key)
+                        .ignore()
+                        .zrem(BLOB_TIMES_KEY, hash)
+                        .ignore()
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(redis_error)?;
+                    deleted += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(deleted)
     }
 
     async fn get_blob(&self, hash: &str) -> Result<Vec<u8>, StoreError> {

@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -130,6 +131,76 @@ where
     }
 }
 
+/// What became of a request body on its way out: resolves when the body has
+/// ended (`Ok`) or failed (`Err`, e.g. past `maxBodySizeKb`), so a wasi:http
+/// 0.3 guest learns it through the future `request.new` returned. A body
+/// dropped unfinished (the request failed, or the upstream answered early)
+/// reports nothing worse than the request's own outcome: `Ok`.
+pub type BodyOutcome = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// Wraps `body` so its end or failure is reported through the returned future.
+pub fn report_outcome<B>(body: B) -> (ReportingBody<B>, BodyOutcome) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let outcome = Box::pin(async move { rx.await.unwrap_or(Ok(())) });
+    (
+        ReportingBody {
+            inner: body,
+            outcome: Some(tx),
+        },
+        outcome,
+    )
+}
+
+/// A body that reports how it ended (see [`report_outcome`]).
+pub struct ReportingBody<B> {
+    inner: B,
+    outcome: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
+}
+
+impl<B> Body for ReportingBody<B>
+where
+    B: Body<Data = Bytes, Error = Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let report = match &frame {
+            None => Some(Ok(())),
+            Some(Err(e)) => Some(Err(copy_error(e))),
+            Some(Ok(_)) => None,
+        };
+        if let Some(report) = report
+            && let Some(tx) = self.outcome.take()
+        {
+            let _ = tx.send(report);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The same failure for the guest as the one passed on to the transport
+/// (`Error` is not `Clone`: it may hold a hyper error).
+fn copy_error(error: &Error) -> Error {
+    match error {
+        Error::HttpRequestBodySize(limit) => Error::HttpRequestBodySize(*limit),
+        Error::ConnectionReadTimeout => Error::ConnectionReadTimeout,
+        other => Error::InternalError(Some(other.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +238,26 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(whole.to_bytes(), "abcde");
+    }
+
+    #[tokio::test]
+    async fn a_request_body_reports_how_it_ended() {
+        let (body, outcome) = report_outcome(chunks(&[b"abc", b"de"]));
+        body.collect().await.unwrap();
+        assert!(outcome.await.is_ok());
+
+        let capped = CappedBody::new(chunks(&[b"abc", b"defg"]), Some(5), |l| {
+            Error::HttpRequestBodySize(Some(l))
+        });
+        let (body, outcome) = report_outcome(capped);
+        assert!(body.collect().await.is_err());
+        assert!(matches!(
+            outcome.await,
+            Err(Error::HttpRequestBodySize(Some(5)))
+        ));
+
+        let (body, outcome) = report_outcome(chunks(&[b"abc"]));
+        drop(body);
+        assert!(outcome.await.is_ok(), "an abandoned body is not a failure");
     }
 }

@@ -14,7 +14,7 @@
 //! an audit record follow every request.
 
 use super::audit::{AuditRecord, redact_query};
-use super::body::CappedBody;
+use super::body::{BodyOutcome, CappedBody, report_outcome};
 use super::chaining::AppComponents;
 use super::pool::{SendFailure, Timeouts};
 use super::{Outbound, TenantPools};
@@ -108,8 +108,9 @@ impl WasiHttpHooks for OutboundHooks {
         let component = self.component.clone();
         let inbound = self.inbound.clone();
         Box::new(async move {
-            let response = component.send(request, options, &inbound).await?;
-            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+            let (response, sent) = component.send(request, options, &inbound).await?;
+            // A wasi:http 0.3 guest learns from this how its body went out.
+            Ok((response, Box::new(sent) as IoFuture))
         })
     }
 }
@@ -143,7 +144,7 @@ impl ComponentOutbound {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         inbound: &InboundContext,
-    ) -> Result<http::Response<WasiBody>, Error> {
+    ) -> Result<(http::Response<WasiBody>, BodyOutcome), Error> {
         let started = Instant::now();
         let l = &self.labels;
         let mut audit = AuditRecord {
@@ -174,6 +175,9 @@ impl ComponentOutbound {
         let kind = destination.kind();
         audit.kind = kind;
         audit.url = redact_query(&request.uri().to_string());
+        let (parts, body) = request.into_parts();
+        let (body, body_sent) = report_outcome(body);
+        let request = http::Request::from_parts(parts, body.boxed_unsync());
         let timeouts = self.outbound.timeouts(options.as_ref(), &self.settings);
         let sent = match &destination {
             Destination::External => self.pools.external.send(request, timeouts).await,
@@ -188,11 +192,11 @@ impl ComponentOutbound {
                     _ => None,
                 };
                 if limit.is_none() && !self.settings.audit {
-                    return Ok(response);
+                    return Ok((response, body_sent));
                 }
                 audit.status = Some(response.status().as_u16());
                 let audit_log = self.settings.audit.then(|| self.outbound.clone());
-                Ok(response.map(|body| {
+                let response = response.map(|body| {
                     CappedBody::new(body, limit, |l| Error::HttpResponseBodySize(Some(l)))
                         .on_drop(move |bytes| {
                             if let Some(outbound) = audit_log {
@@ -202,9 +206,16 @@ impl ComponentOutbound {
                             }
                         })
                         .boxed_unsync()
-                }))
+                });
+                Ok((response, body_sent))
             }
-            Err(failure) => {
+            Err(mut failure) => {
+                // The transport failed because the body did (past
+                // maxBodySizeKb): tell the guest that, not "protocol error".
+                if let Some(Err(body_failure)) = futures::FutureExt::now_or_never(body_sent) {
+                    failure.code = body_failure;
+                    failure.reason = "body_size";
+                }
                 audit.error = Some(failure.reason);
                 if matches!(failure.code, Error::DestinationIpProhibited) {
                     // The operator's block list decided, after DNS.

@@ -201,6 +201,12 @@ impl Outbound {
         }
     }
 
+    /// Drops a gone tenant's pools (and their idle connections).
+    pub fn forget_tenant(&self, tenant: &str) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.remove(tenant);
+    }
+
     /// The tenant's pools, made on first use. Components take theirs when
     /// they load, so the request path never looks them up.
     pub fn pools(&self, tenant: &str) -> TenantPools {

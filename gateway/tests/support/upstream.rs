@@ -153,6 +153,15 @@ async fn answer(
                 .to_string(),
         ),
         "/proto" => full(format!("{:?}", req.version())),
+        // Answers at once, reading the request body on after the answer.
+        "/early" => {
+            tokio::spawn(req.into_body().collect());
+            full("early".into())
+        }
+        "/count" => {
+            let read = req.into_body().collect().await.map(|b| b.to_bytes().len());
+            full(format!("{read:?}"))
+        }
         "/headers" => {
             let mut lines: Vec<String> = req
                 .headers()

@@ -70,6 +70,13 @@ impl Policy {
             file: file.to_path_buf(),
             message,
         };
+        // A derived struct would also accept a JSON array, field by field.
+        if !text.trim_start().starts_with('{') {
+            return Err(error(
+                "a policy is a JSON object such as {\"policy.http.fetch.allowMethods\": [\"GET\"]}"
+                    .into(),
+            ));
+        }
         let doc: PolicyDocument = serde_json::from_str(text).map_err(|e| {
             error(format!(
                 "line {}, column {}: {}",

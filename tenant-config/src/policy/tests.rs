@@ -251,3 +251,19 @@ fn the_committed_schema_is_current() {
         "schemas/okra-policy.schema.json is stale; regenerate it with `cargo run -p tenant-config --example policy-schema > schemas/okra-policy.schema.json`"
     );
 }
+
+#[test]
+fn only_a_json_object_is_a_policy() {
+    for text in [
+        r#"["policy.http.fetch.allowMethods"]"#,
+        "[]",
+        "null",
+        "\"text\"",
+        "42",
+    ] {
+        let e =
+            Policy::parse(text, Path::new("p.json"), ScopeLevel::Tenant, "tenant t").unwrap_err();
+        assert!(e.to_string().contains("JSON object"), "{text}: {e}");
+    }
+    assert!(Policy::parse(" {}", Path::new("p.json"), ScopeLevel::Tenant, "tenant t").is_ok());
+}

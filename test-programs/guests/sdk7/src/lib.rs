@@ -3,7 +3,8 @@
 //! `/headers`, `/download?bytes=N` (streamed, no length), `/upload`,
 //! `/counter`, `/memory-probe`, `/kv`, `/variable?name=N`
 //! (spin:variables@3), `/fetch?url=U` (an outbound
-//! GET through wasi:http 0.3 `client.send`), and the hostile `/loop`,
+//! GET through wasi:http 0.3 `client.send`), `/post?bytes=N&pause_ms=M&url=U`
+//! (a streamed POST, reporting what became of its body), and the hostile `/loop`,
 //! `/alloc` and `/panic`.
 
 use bytes::Bytes;
@@ -83,11 +84,52 @@ async fn handle(req: Request) -> impl IntoResponse {
             ),
         ),
         "fetch" => text(200, guest_common::fetch_report(fetch(&query).await)),
+        "post" => text(200, post(&query).await),
         "loop" => guest_common::spin_forever(),
         "alloc" => text(200, guest_common::allocate_forever().to_string()),
         "panic" => panic!("guest secret sk_live_do_not_leak"),
         _ => text(404, "no such test route\n"),
     }
+}
+
+/// A streamed POST of `bytes=N` bytes to `url=U` through raw wasi:http 0.3
+/// (spin-sdk's own `send` drops what `request.new` reports about the body):
+/// `status=<status or error> body=<what became of the request body>`.
+async fn post(query: &str) -> String {
+    use spin_sdk::wasip3::http::client;
+    use spin_sdk::wasip3::http::types::{Fields, Method, Request, Scheme};
+    use spin_sdk::wasip3::http_compat::BodyWriter;
+    let url: http::Uri = match guest_common::url_param(query).parse() {
+        Ok(url) => url,
+        Err(e) => return format!("error=bad url: {e}"),
+    };
+    let size = guest_common::bytes_param(query);
+    let (writer, contents, trailers) = BodyWriter::new();
+    let (request, transmitted) = Request::new(Fields::new(), Some(contents), trailers, None);
+    let _ = request.set_method(&Method::Post);
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(url.authority().map(|a| a.as_str()));
+    let _ = request.set_path_with_query(url.path_and_query().map(|p| p.as_str()));
+    // No Content-Length: the body streams while the request is sent. With
+    // `pause_ms=M`, the second half waits M ms, so an upstream that answers
+    // at once does so before the body is done.
+    let pause_ms: u64 = guest_common::param(query, "pause_ms").parse().unwrap_or(0);
+    let halves = [size / 2, size - size / 2];
+    let chunks = futures::stream::iter(halves.into_iter().enumerate()).then(move |(i, n)| async move {
+        if i == 1 && pause_ms > 0 {
+            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(pause_ms * 1_000_000).await;
+        }
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'x'; n])))
+    });
+    let mut body = StreamBody::new(Box::pin(chunks));
+    let writing = writer.send_http_body(&mut body);
+    let (_, sent) = futures::join!(writing, client::send(request));
+    let status = match sent {
+        Ok(response) => response.get_status_code().to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    let body = transmitted.await;
+    format!("status={status} body={body:?}")
 }
 
 /// An outbound GET through `wasi:http/client.send`, read to the end.
