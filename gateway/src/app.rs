@@ -5,6 +5,7 @@
 
 use crate::admission::{Admissions, TenantAdmission};
 use crate::component::{ComponentLabels, ComponentRunner, GuestEnvironment};
+use crate::host_table::HostTable;
 use crate::inbound::JwtVerifier;
 use crate::metrics::Metrics;
 use crate::outbound::{AppComponents, ComponentOutbound, Outbound};
@@ -309,28 +310,44 @@ fn compile_component(
 /// The host that matches any `Host` no other app claims.
 pub const ANY_HOST: &str = "*";
 
-/// Every app the gateway serves, by hostname (lowercase, no port).
+/// Every app the gateway serves, by hostname (lowercase, no port): the
+/// operator's own (`--app`), which win, then the stored ones.
 #[derive(Default)]
 pub struct Snapshot {
-    apps: HashMap<String, Arc<App>>,
+    operator: Arc<HashMap<String, Arc<App>>>,
+    stored: HostTable<Arc<App>>,
 }
 
 impl Snapshot {
-    /// Serves `app` at `host`; returns the app that held it before, if any.
-    pub fn insert(&mut self, host: &str, app: Arc<App>) -> Option<Arc<App>> {
-        self.apps.insert(host.to_ascii_lowercase(), app)
+    /// The operator's apps by host (lowercase names).
+    pub fn operator(apps: &[(String, Arc<App>)]) -> Arc<HashMap<String, Arc<App>>> {
+        Arc::new(
+            apps.iter()
+                .map(|(host, app)| (host.to_ascii_lowercase(), app.clone()))
+                .collect(),
+        )
     }
 
-    /// The app for a `Host` header value: port stripped, case-insensitive;
-    /// else the app given for host `*`, if any (`okra up`).
+    /// A snapshot serving the operator's apps and the stored ones.
+    pub fn new(operator: Arc<HashMap<String, Arc<App>>>, stored: HostTable<Arc<App>>) -> Self {
+        Snapshot { operator, stored }
+    }
+
+    /// The app for a `Host` header value: port stripped, case-insensitive,
+    /// the operator's first; else the app given for host `*`, if any (`okra up`).
     pub fn lookup(&self, host: &str) -> Option<&Arc<App>> {
         let name = host_without_port(host);
-        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.apps.get(&name.to_ascii_lowercase())
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            lower.as_str()
         } else {
-            self.apps.get(name)
+            name
         };
-        found.or_else(|| self.apps.get(ANY_HOST))
+        self.operator
+            .get(name)
+            .or_else(|| self.stored.get(name))
+            .or_else(|| self.operator.get(ANY_HOST))
     }
 }
 

@@ -121,6 +121,15 @@ pub struct Cli {
     /// Largest app bundle a deploy may upload, compressed, in bytes [default: 67108864].
     #[arg(long, env = "OKRA_MAX_BUNDLE_BYTES")]
     pub max_bundle_bytes: Option<u64>,
+    /// Take over the listening sockets of the gateway running with the same
+    /// --upgrade-sock (graceful upgrade): start this one with --upgrade, then
+    /// send the old one SIGQUIT; no connection is refused in between.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// Where an old and a new gateway hand the listening sockets over
+    /// [default: <data-dir>/upgrade.sock].
+    #[arg(long, env = "OKRA_UPGRADE_SOCK")]
+    pub upgrade_sock: Option<PathBuf>,
     /// A hostname no tenant may claim, besides the `--app` hosts (repeatable;
     /// for a control plane whose gateways serve `--app` apps).
     #[arg(long = "reserved-host", value_name = "HOST")]
@@ -154,6 +163,13 @@ pub struct OperatorConfig {
     pub control: ControlConfig,
     /// What each tenant may keep in the store.
     pub quotas: Quotas,
+    /// Where a graceful upgrade hands the listening sockets over; `None`
+    /// means `<data_dir>/upgrade.sock`.
+    pub upgrade_sock: Option<PathBuf>,
+    /// Whether this start takes the sockets over from a running gateway
+    /// (`--upgrade`; a flag only, never in the file).
+    #[serde(skip)]
+    pub upgrade: bool,
 }
 
 /// The control-plane side: the store, the embedded API, hostnames.
@@ -211,6 +227,8 @@ impl Default for OperatorConfig {
             peers: Vec::new(),
             control: ControlConfig::default(),
             quotas: Quotas::default(),
+            upgrade_sock: None,
+            upgrade: false,
         }
     }
 }
@@ -270,6 +288,10 @@ impl OperatorConfig {
             config.control.api = false;
         }
         config.control.reserved_hosts.extend(cli.reserved_hosts);
+        config.upgrade = cli.upgrade;
+        if cli.upgrade_sock.is_some() {
+            config.upgrade_sock = cli.upgrade_sock;
+        }
         if !cli.peers.is_empty() {
             config.peers = cli.peers;
         }
@@ -350,6 +372,13 @@ impl OperatorConfig {
             .map(|app| app.host.as_str())
             .chain(self.control.reserved_hosts.iter().map(String::as_str))
             .map(control_plane::hostnames::host_key)
+    }
+
+    /// Where a graceful upgrade hands the listening sockets over.
+    pub fn upgrade_sock(&self) -> PathBuf {
+        self.upgrade_sock
+            .clone()
+            .unwrap_or_else(|| self.control.data_dir.join("upgrade.sock"))
     }
 
     /// The listeners self-routes balance over.

@@ -16,7 +16,7 @@ use control_plane::bundle::BundleLimits;
 use control_plane::model::{State, TenantRecord};
 use control_plane::store::Store;
 use control_plane::validate::BundleValidator;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -55,10 +55,7 @@ pub fn start(
     services: Arc<AppServices>,
     static_apps: Vec<(String, Arc<App>)>,
 ) -> anyhow::Result<Arc<ArcSwap<Snapshot>>> {
-    let mut fixed = Snapshot::default();
-    for (host, app) in &static_apps {
-        fixed.insert(host, app.clone());
-    }
+    let fixed = Snapshot::new(Snapshot::operator(&static_apps), Default::default());
     let swap = Arc::new(ArcSwap::from_pointee(fixed));
     let Some(url) = config.control.store_url(!static_apps.is_empty()) else {
         return Ok(swap);
@@ -99,7 +96,7 @@ pub fn start(
     };
     // The edge starts with the store's apps; a store that is down now (Redis
     // restarting) is caught up with by the watcher.
-    if let Err(e) = runtime.block_on(watcher.reload()) {
+    if let Err(e) = runtime.block_on(watcher.reload(true)) {
         tracing::warn!(
             "the store is not reachable yet ({e:#}); serving without its apps until it is"
         );
@@ -110,11 +107,14 @@ pub fn start(
     if config.control.api {
         runtime.spawn(collect_garbage(store.clone()));
         let api = api(config, &data_dir, store, services, Some(status))?;
-        serve_api(runtime, config.control.api_listen, api)?;
+        serve_api(runtime, config.control.api_listen, api, config.upgrade)?;
     }
     Ok(swap)
 }
 
+/// How long a gateway taking over in a graceful upgrade waits for the old
+/// one to let go of the API's port.
+const API_TAKEOVER_WAIT: Duration = Duration::from_secs(120);
 /// How often a gateway looks for bundle directories nothing uses any more.
 const BUNDLE_GC_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the process that serves the API collects the store's garbage.
@@ -188,7 +188,7 @@ pub fn run_control_plane(config: &OperatorConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store {url}"))?;
     runtime.spawn(collect_garbage(store.clone()));
     let api = api(config, &data_dir(config, &url), store, services, None)?;
-    serve_api(&runtime, config.control.api_listen, api)?;
+    serve_api(&runtime, config.control.api_listen, api, false)?;
     runtime.block_on(std::future::pending::<()>());
     Ok(())
 }
@@ -232,16 +232,40 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
 }
 
 /// Binds the API listener now (so a taken port fails the start) and serves
-/// it on `runtime`.
+/// it on `runtime`. In a graceful upgrade (`taking_over`) the old gateway
+/// still holds the port until it has drained: the API then waits for it, for
+/// up to [`API_TAKEOVER_WAIT`], while the edge already serves.
 pub fn serve_api(
     runtime: &tokio::runtime::Runtime,
     listen: std::net::SocketAddr,
     api: Arc<Api>,
+    taking_over: bool,
 ) -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind(listen)
-        .with_context(|| format!("binding the API listener {listen}"))?;
-    listener.set_nonblocking(true)?;
+    let bind = move || -> std::io::Result<std::net::TcpListener> {
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    };
+    let listener = match bind() {
+        Ok(listener) => Some(listener),
+        Err(e) if taking_over && e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!(api = %listen, "the REST API waits for the old gateway to let go of its port");
+            None
+        }
+        Err(e) => return Err(e).with_context(|| format!("binding the API listener {listen}")),
+    };
     runtime.spawn(async move {
+        let mut listener = listener;
+        let deadline = tokio::time::Instant::now() + API_TAKEOVER_WAIT;
+        while listener.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            listener = bind().ok();
+        }
+        let Some(listener) = listener else {
+            tracing::error!(api = %listen, "the REST API could not bind its port; it is not served");
+            return;
+        };
+        tracing::info!(api = %listen, "REST API listening");
         let result = match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => control_plane::api::serve(listener, api).await,
             Err(e) => Err(e),
@@ -250,7 +274,6 @@ pub fn serve_api(
             tracing::error!("the API stopped: {e}");
         }
     });
-    tracing::info!(api = %listen, "REST API listening");
     Ok(())
 }
 
@@ -274,10 +297,12 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// Builds a snapshot of the store's current state and swaps it in.
-    async fn reload(&mut self) -> anyhow::Result<()> {
-        let state = self.current_state().await?;
-        let report = self.builder.build(&state).await;
+    /// Builds a snapshot of the store's current state and swaps it in;
+    /// `everything` looks at every app again (to retry failed builds).
+    async fn reload(&mut self, everything: bool) -> anyhow::Result<()> {
+        let (state, changed) = self.current_state().await?;
+        let changed = changed.filter(|_| !everything);
+        let report = self.builder.build(&state, changed.as_ref()).await;
         self.swap.store(Arc::new(report.snapshot));
         self.served = Some(state.version);
         self.retry = if report.failures == 0 {
@@ -302,14 +327,16 @@ impl Watcher {
         Ok(())
     }
 
-    /// The store's state now: what was served plus what changed since, or
-    /// everything when there is nothing to start from.
-    async fn current_state(&mut self) -> anyhow::Result<State> {
+    /// The store's state now: what was served plus what changed since (and
+    /// which tenants those are), or everything when there is nothing to start
+    /// from.
+    async fn current_state(&mut self) -> anyhow::Result<(State, Option<BTreeSet<String>>)> {
         if let (Some(mut state), Some(served)) = (self.state.take(), self.served) {
             match self.store.changes_since(served).await {
                 Ok(Some(changes)) => {
+                    let changed = changes.tenants.keys().cloned().collect();
                     changes.apply_to(&mut state);
-                    return Ok(state);
+                    return Ok((state, Some(changed)));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -318,7 +345,7 @@ impl Watcher {
                 }
             }
         }
-        Ok(self.store.load().await?)
+        Ok((self.store.load().await?, None))
     }
 
     async fn run(mut self) {
@@ -335,6 +362,7 @@ impl Watcher {
             let retry_due = self
                 .retry
                 .is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
+            self.builder.forget_released_tenants();
             if self.last_collected.elapsed() >= BUNDLE_GC_INTERVAL {
                 self.builder.collect_bundle_dirs();
                 self.last_collected = tokio::time::Instant::now();
@@ -342,7 +370,7 @@ impl Watcher {
             match self.store.version().await {
                 Ok(version) if Some(version) == self.served && !retry_due => {}
                 Ok(_) => {
-                    if let Err(e) = self.reload().await {
+                    if let Err(e) = self.reload(retry_due).await {
                         tracing::warn!("reloading from the store: {e:#}");
                     }
                 }

@@ -11,6 +11,7 @@ pub mod edge;
 pub mod guest_output;
 pub mod guest_request;
 pub mod guest_state;
+pub mod host_table;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;

@@ -14,7 +14,7 @@ use pingora::apps::http_app::HttpServer;
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
 use pingora::server::Server;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use std::sync::Arc;
@@ -96,13 +96,24 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     let snapshot = crate::control::start(config, services, static_apps)?;
 
     let threads = edge_threads(config);
+    let upgrade_sock = config.upgrade_sock();
+    if let Some(dir) = upgrade_sock.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating {} for the upgrade socket", dir.display()))?;
+    }
     let conf = ServerConf {
         threads,
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
+        upgrade_sock: upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade: config.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    // With --upgrade this waits for the old gateway's listening sockets.
     server.bootstrap();
 
     let mut edge = Service::new(

@@ -8,6 +8,7 @@
 //! build keeps serving its previous build, and its status says why.
 
 use crate::app::{App, AppServices, Snapshot, TenantSpec};
+use crate::host_table::HostTable;
 use anyhow::Context as _;
 use control_plane::api::{AppStatus, StatusSource};
 use control_plane::hostnames::app_hosts;
@@ -30,6 +31,8 @@ struct Built {
     version: u64,
     /// The bundle directory it was loaded from.
     bundle: String,
+    /// The hostnames it is served at (lowercase).
+    hosts: Vec<String>,
     app: Arc<App>,
 }
 
@@ -47,9 +50,13 @@ pub struct SnapshotBuilder {
     base_domain: String,
     default_limits: Limits,
     bundles_dir: PathBuf,
-    /// Apps given with `--app`, served whatever the store says.
-    static_apps: Vec<(String, Arc<App>)>,
-    built: HashMap<(String, String), Built>,
+    /// What is built, by tenant, then app.
+    built: HashMap<String, HashMap<String, Built>>,
+    /// Every stored app's hostnames, kept between builds so a build only
+    /// touches the tenants that changed.
+    hosts: HostTable<Arc<App>>,
+    /// The operator's `--app` apps by host, which win over stored ones.
+    operator: Arc<HashMap<String, Arc<App>>>,
     status: Arc<StatusBoard>,
     /// Gone tenants whose admission gauges wait until nothing holds them.
     gone_tenants: BTreeSet<String>,
@@ -75,8 +82,15 @@ impl StatusSource for StatusBoard {
 }
 
 impl StatusBoard {
-    fn replace(&self, statuses: HashMap<(String, String), AppStatus>) {
-        *self.apps.lock().unwrap_or_else(|p| p.into_inner()) = statuses;
+    /// Sets (or with `None` drops) the statuses of these apps.
+    fn update(&self, statuses: impl IntoIterator<Item = ((String, String), Option<AppStatus>)>) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, status) in statuses {
+            match status {
+                Some(status) => apps.insert(key, status),
+                None => apps.remove(&key),
+            };
+        }
     }
 }
 
@@ -95,8 +109,9 @@ impl SnapshotBuilder {
             base_domain,
             default_limits,
             bundles_dir,
-            static_apps,
+            operator: Snapshot::operator(&static_apps),
             built: HashMap::new(),
+            hosts: HostTable::default(),
             status: Arc::default(),
             gone_tenants: BTreeSet::new(),
             retired: HashMap::new(),
@@ -108,99 +123,167 @@ impl SnapshotBuilder {
     }
 
     /// Builds the snapshot for `state`.
-    pub async fn build(&mut self, state: &State) -> BuildReport {
-        let mut snapshot = Snapshot::default();
-        let mut built = HashMap::new();
-        let mut statuses = HashMap::new();
+    ///
+    /// `changed` names the tenants that changed since the last build, when
+    /// that is known: only their apps are looked at again, so a build costs
+    /// what changed, not the whole store. Without it, every app is.
+    pub async fn build(
+        &mut self,
+        state: &State,
+        changed: Option<&BTreeSet<String>>,
+    ) -> BuildReport {
+        let tenants: BTreeSet<String> = match changed {
+            Some(changed) => changed.clone(),
+            None => state
+                .tenants
+                .keys()
+                .chain(self.built.keys())
+                .cloned()
+                .collect(),
+        };
+        let mut statuses = Vec::new();
         let mut failures = 0;
-        for (tenant, app, version) in state.serving() {
-            let key = (tenant.name.clone(), app.name.clone());
-            let inputs = build_inputs(tenant, app, version, &self.default_limits);
-            let previous = self.built.remove(&key);
-            let result = match previous {
-                Some(p) if p.inputs == inputs => Ok(p),
-                previous => match self.load(tenant, app, version).await {
-                    Ok(loaded) => Ok(Built {
-                        inputs,
-                        version: version.version,
-                        bundle: version.bundle_id(),
-                        app: Arc::new(loaded),
-                    }),
-                    Err(e) => Err((format!("{e:#}"), previous)),
-                },
-            };
-            let (serving, status) = match result {
-                Ok(ok) => {
-                    let status = AppStatus {
-                        serving: Some(ok.version),
-                        error: None,
-                    };
-                    (Some(ok), status)
+        let mut gone = Vec::new();
+        for name in &tenants {
+            // Take the tenant's apps out; what is still served goes back in.
+            let mut previous = self.built.remove(name).unwrap_or_default();
+            for old in previous.values() {
+                for host in &old.hosts {
+                    self.hosts.remove(host);
                 }
-                Err((error, previous)) => {
-                    failures += 1;
-                    tracing::error!(
-                        tenant = %tenant.name, app = %app.name, version = version.version,
-                        "app failed to build; its previous build keeps serving: {error}"
-                    );
-                    let status = AppStatus {
-                        serving: previous.as_ref().map(|p| p.version),
-                        error: Some(format!("version {}: {error}", version.version)),
-                    };
-                    (previous, status)
+            }
+            let mut now = HashMap::new();
+            let mut serving = Vec::new();
+            if let Some(tenant) = state.tenants.get(name) {
+                for app in tenant.apps.values() {
+                    if let Some(version) = app.current_version() {
+                        serving.push((tenant, app, version));
+                    }
                 }
-            };
-            statuses.insert(key.clone(), status);
-            if let Some(serving) = serving {
-                for host in app_hosts(&tenant.name, app, &self.base_domain) {
-                    snapshot.insert(&host, serving.app.clone());
+            }
+            for (tenant, app, version) in serving {
+                let key = (tenant.name.clone(), app.name.clone());
+                let (serving, status) = self
+                    .build_app(tenant, app, version, previous.remove(&app.name))
+                    .await;
+                failures += usize::from(status.error.is_some());
+                statuses.push((key, Some(status)));
+                if let Some(serving) = serving {
+                    for host in &serving.hosts {
+                        if self.operator.contains_key(host) {
+                            tracing::warn!(
+                                %host, tenant = %tenant.name, app = %app.name,
+                                "a stored app claims a host the operator serves; the operator's app keeps it"
+                            );
+                        }
+                        self.hosts.insert(host.clone(), serving.app.clone());
+                    }
+                    now.insert(app.name.clone(), serving);
                 }
-                built.insert(key, serving);
+            }
+            // What is left was not rebuilt: those apps are gone.
+            for (app, old) in previous {
+                statuses.push(((name.clone(), app), None));
+                gone.push(old);
+            }
+            if !now.is_empty() {
+                self.built.insert(name.clone(), now);
             }
         }
-        // The operator's own hosts win over anything in the store.
-        for (host, app) in &self.static_apps {
-            if let Some(shadowed) = snapshot.insert(host, app.clone()) {
-                tracing::warn!(
-                    %host, tenant = %shadowed.tenant, app = %shadowed.name,
-                    "a stored app claims a host the operator serves; the operator's app keeps it"
-                );
-            }
-        }
-        self.forget_gone(&built);
-        self.built = built;
-        self.status.replace(statuses);
+        self.status.update(statuses);
+        self.forget_gone(gone);
+        let snapshot = Snapshot::new(self.operator.clone(), self.hosts.clone());
         BuildReport { snapshot, failures }
     }
 
-    /// Drops the metric series (and outbound pools) of apps and tenants the
-    /// new build no longer serves.
-    fn forget_gone(&mut self, built: &HashMap<(String, String), Built>) {
-        let labels = |builds: &HashMap<(String, String), Built>| -> BTreeSet<(String, String)> {
-            builds
-                .values()
-                .map(|b| (b.app.tenant.clone(), b.app.name.clone()))
-                .collect()
+    /// Builds one app, reusing `previous` if nothing it depends on changed;
+    /// a failed build keeps `previous`, and the status says why.
+    async fn build_app(
+        &self,
+        tenant: &TenantRecord,
+        app: &AppRecord,
+        version: &VersionRecord,
+        previous: Option<Built>,
+    ) -> (Option<Built>, AppStatus) {
+        let inputs = build_inputs(tenant, app, version, &self.default_limits);
+        let hosts: Vec<String> = app_hosts(&tenant.name, app, &self.base_domain)
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let result = match previous {
+            Some(p) if p.inputs == inputs => Ok(Built { hosts, ..p }),
+            previous => match self.load(tenant, app, version).await {
+                Ok(loaded) => Ok(Built {
+                    inputs,
+                    version: version.version,
+                    bundle: version.bundle_id(),
+                    hosts,
+                    app: Arc::new(loaded),
+                }),
+                Err(e) => Err((format!("{e:#}"), previous)),
+            },
         };
-        let (before, after) = (labels(&self.built), labels(built));
-        let metrics = &self.services.metrics;
-        for (tenant, app) in before.difference(&after) {
-            metrics.forget_app(tenant, app);
+        match result {
+            Ok(ok) => {
+                let status = AppStatus {
+                    serving: Some(ok.version),
+                    error: None,
+                };
+                (Some(ok), status)
+            }
+            Err((error, previous)) => {
+                tracing::error!(
+                    tenant = %tenant.name, app = %app.name, version = version.version,
+                    "app failed to build; its previous build keeps serving: {error}"
+                );
+                let status = AppStatus {
+                    serving: previous.as_ref().map(|p| p.version),
+                    error: Some(format!("version {}: {error}", version.version)),
+                };
+                (previous, status)
+            }
         }
-        let tenants = |labels: &BTreeSet<(String, String)>| -> BTreeSet<String> {
-            labels.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// Drops the metric series (and outbound pools) of `gone` apps that no
+    /// longer serve under the same labels, and of tenants with no app left.
+    fn forget_gone(&mut self, gone: Vec<Built>) {
+        let metrics = self.services.metrics.clone();
+        let labelled = |tenant: &str, app: &str| {
+            self.built
+                .get(tenant)
+                .is_some_and(|apps| apps.values().any(|b| b.app.name == app))
         };
-        let still_served = tenants(&after);
-        for tenant in tenants(&before).difference(&still_served) {
-            metrics.forget_tenant(tenant);
-            self.services.outbound.forget_tenant(tenant);
-            self.gone_tenants.insert(tenant.clone());
+        let mut tenants = BTreeSet::new();
+        for old in gone {
+            let (tenant, app) = (&old.app.tenant, &old.app.name);
+            if !labelled(tenant, app) {
+                metrics.forget_app(tenant, app);
+            }
+            tenants.insert(tenant.clone());
         }
-        // Requests in flight keep a tenant's admission state alive for a
-        // while; its gauges go once nothing holds it (or it is back).
+        for tenant in tenants {
+            if !self.built.contains_key(&tenant) {
+                metrics.forget_tenant(&tenant);
+                self.services.outbound.forget_tenant(&tenant);
+                self.gone_tenants.insert(tenant);
+            }
+        }
+        self.forget_released_tenants();
+    }
+
+    /// Drops the admission gauges of gone tenants that nothing holds any
+    /// more: requests in flight keep a tenant's admission state alive for a
+    /// while after its last app went (the watcher calls this every second).
+    pub fn forget_released_tenants(&mut self) {
+        if self.gone_tenants.is_empty() {
+            return;
+        }
+        let metrics = self.services.metrics.clone();
+        let built = &self.built;
         let admissions = &self.services.admissions;
         self.gone_tenants.retain(|tenant| {
-            if still_served.contains(tenant) {
+            if built.contains_key(tenant) {
                 return false;
             }
             if admissions.is_held(tenant) {
@@ -223,7 +306,11 @@ impl SnapshotBuilder {
                 .collect(),
             Err(_) => return,
         };
-        let in_use: BTreeSet<String> = self.built.values().map(|b| b.bundle.clone()).collect();
+        let in_use: BTreeSet<String> = self
+            .built
+            .values()
+            .flat_map(|apps| apps.values().map(|b| b.bundle.clone()))
+            .collect();
         let expired = retire_unused(
             &on_disk,
             &in_use,

@@ -104,8 +104,8 @@ impl Store for FileStore {
     async fn changes_since(&self, version: u64) -> Result<Option<Changes>, StoreError> {
         let dir = self.dir.clone();
         blocking(move || {
-            let log = read_log(&dir)?;
-            let current = log.last().map_or(0, |(v, _)| *v);
+            let log = read_log_after(&dir, version)?;
+            let current = log.last().map_or(version, |(v, _)| *v);
             let Some(names) = changed_after(&log, version, current) else {
                 return Ok(None);
             };
@@ -314,6 +314,45 @@ fn read_log(dir: &Path) -> Result<Vec<(u64, String)>, StoreError> {
         .filter_map(parse_log_line)
         .map(|(v, t)| (v, t.to_string()))
         .collect())
+}
+
+/// The log entries after `version` (oldest first), and at least the one
+/// before them when there is one, reading only as much of the file's end as
+/// that takes: what a reader one or two changes behind needs is a few lines.
+fn read_log_after(dir: &Path, version: u64) -> Result<Vec<(u64, String)>, StoreError> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let path = dir.join(LOG_FILE);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(&path, e)),
+    };
+    let len = file.metadata().map_err(|e| io_error(&path, e))?.len();
+    let mut tail_bytes: u64 = 4096;
+    loop {
+        let start = len.saturating_sub(tail_bytes);
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| io_error(&path, e))?;
+        let mut tail = String::new();
+        file.read_to_string(&mut tail)
+            .map_err(|e| io_error(&path, e))?;
+        // A tail that starts mid-file starts mid-line: skip that line.
+        let whole_lines = if start == 0 {
+            tail.as_str()
+        } else {
+            tail.split_once('\n').map_or("", |(_, rest)| rest)
+        };
+        let entries: Vec<(u64, String)> = whole_lines
+            .lines()
+            .filter_map(parse_log_line)
+            .map(|(v, t)| (v, t.to_string()))
+            .collect();
+        let reaches_back = entries.first().is_some_and(|(v, _)| *v <= version.max(1));
+        if start == 0 || reaches_back {
+            return Ok(entries);
+        }
+        tail_bytes *= 4;
+    }
 }
 
 /// The version of the last log line, reading only the end of the file.

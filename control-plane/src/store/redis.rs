@@ -81,6 +81,15 @@ redis.call('PUBLISH', ARGV[5], next)
 return {next}
 ";
 
+/// The version and the log entries after ARGV[1] (newest first), plus the
+/// one before them: only as many as the reader is behind, not the whole log.
+const LOG_AFTER: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local behind = current - tonumber(ARGV[1])
+if behind <= 0 then return {current, {}} end
+return {current, redis.call('LRANGE', KEYS[2], 0, behind)}
+";
+
 /// Everything at one version: `{version, name, record, name, record, ...}`.
 const LOAD_ALL: &str = r"
 local out = {redis.call('GET', KEYS[1]) or '0'}
@@ -336,14 +345,13 @@ impl Store for RedisStore {
 
     async fn changes_since(&self, version: u64) -> Result<Option<Changes>, StoreError> {
         let mut connection = self.connection().await?;
-        let (current, entries): (Option<u64>, Vec<String>) = redis::pipe()
-            .atomic()
-            .get(VERSION_KEY)
-            .lrange(LOG_KEY, 0, -1)
-            .query_async(&mut connection)
+        let (current, entries): (u64, Vec<String>) = redis::Script::new(LOG_AFTER)
+            .key(VERSION_KEY)
+            .key(LOG_KEY)
+            .arg(version)
+            .invoke_async(&mut connection)
             .await
             .map_err(redis_error)?;
-        let current = current.unwrap_or(0);
         let mut log: Vec<(u64, String)> = entries
             .iter()
             .filter_map(|line| parse_log_line(line))
