@@ -7,14 +7,14 @@ use crate::auth::{generate_token, hash_token, token_matches};
 use crate::bundle::{self, BundleLimits};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::hostnames::{app_hosts, default_host, host_key, normalize_domain};
-use crate::model::{AppRecord, TenantRecord, VersionRecord, validate_name};
+use crate::model::{AppRecord, OPERATOR_TENANT, TenantRecord, VersionRecord, validate_name};
 use crate::openapi_schemas::{BundleBytes, PolicyBody, VariableValues};
 use crate::quotas::Quotas;
 use crate::store::{Rejection, Store};
 use crate::validate::{BundleSummary, BundleValidator, check_tenant_policy, structural_check};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State as Extract};
+use axum::extract::{DefaultBodyLimit, Path, Query, State as Extract};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use http::{HeaderMap, StatusCode};
@@ -43,6 +43,9 @@ pub struct ApiConfig {
     pub reserved_hosts: BTreeSet<String>,
     /// What each tenant may keep in the store.
     pub quotas: Quotas,
+    /// The operator's `[limits]`: a tenant's limits start from these, and a
+    /// `PUT …/limits` that leaves a key out keeps the operator's value.
+    pub default_limits: Limits,
 }
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
@@ -61,10 +64,50 @@ pub struct AppStatus {
 
 /// The API's shared state.
 pub struct Api {
-    pub store: Arc<dyn Store>,
-    pub validator: Arc<dyn BundleValidator>,
-    pub status: Option<Arc<dyn StatusSource>>,
-    pub config: ApiConfig,
+    store: Arc<dyn Store>,
+    validator: Arc<dyn BundleValidator>,
+    status: Option<Arc<dyn StatusSource>>,
+    config: ApiConfig,
+    /// Deep validations (compiles) running at once, over all tenants.
+    validations: Arc<tokio::sync::Semaphore>,
+    /// Tenants with a validation running: one at a time each.
+    validating: Arc<std::sync::Mutex<BTreeSet<String>>>,
+}
+
+/// How many deep validations (compiles) may run at once: each may take a
+/// core and a few hundred MB, on a machine that also serves requests.
+pub const VALIDATIONS_AT_ONCE: usize = 2;
+
+impl Api {
+    pub fn new(
+        store: Arc<dyn Store>,
+        validator: Arc<dyn BundleValidator>,
+        status: Option<Arc<dyn StatusSource>>,
+        config: ApiConfig,
+    ) -> Self {
+        Api {
+            store,
+            validator,
+            status,
+            config,
+            validations: Arc::new(tokio::sync::Semaphore::new(VALIDATIONS_AT_ONCE)),
+            validating: Arc::default(),
+        }
+    }
+}
+
+/// A tenant's one validation in progress; the tenant may start another
+/// once this is dropped (when the validation has really ended).
+struct Validating {
+    tenant: String,
+    tenants: Arc<std::sync::Mutex<BTreeSet<String>>>,
+}
+
+impl Drop for Validating {
+    fn drop(&mut self) {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        tenants.remove(&self.tenant);
+    }
 }
 
 type Shared = Extract<Arc<Api>>;
@@ -253,20 +296,45 @@ impl Api {
         files: &bundle::BundleFiles,
         variables: &BTreeMap<String, String>,
     ) -> ApiResult<BundleSummary> {
+        let busy = {
+            let mut tenants = self.validating.lock().unwrap_or_else(|e| e.into_inner());
+            if !tenants.insert(tenant.name.clone()) {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "validation_busy",
+                    "another deploy or variables change of this tenant is being checked; retry when it is done",
+                ));
+            }
+            Validating {
+                tenant: tenant.name.clone(),
+                tenants: self.validating.clone(),
+            }
+        };
         let dir = tempfile::tempdir().map_err(|e| ApiError::internal(format!("temp dir: {e}")))?;
         bundle::write_files(files, dir.path())
             .map_err(|e| ApiError::internal(format!("unpacking: {e}")))?;
         let summary = structural_check(dir.path(), variables)?;
         let manifest = dir.path().join(bundle::MANIFEST);
         let timeout = self.config.validation_timeout;
-        match tokio::time::timeout(
-            timeout,
-            self.validator.validate(tenant, &manifest, variables),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(summary),
-            Ok(Err(message)) => Err(ApiError::new(
+        let slot = self
+            .validations
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::internal(format!("validation slots: {e}")))?;
+        // The compile runs on its own task, holding the slot, the tenant's
+        // turn and the files until it ends, even past the timeout.
+        let (validator, tenant, variables) =
+            (self.validator.clone(), tenant.clone(), variables.clone());
+        let validation = tokio::spawn(async move {
+            let result = validator.validate(&tenant, &manifest, &variables).await;
+            drop((slot, busy, dir));
+            result
+        });
+        match tokio::time::timeout(timeout, validation).await {
+            Ok(Ok(Ok(()))) => Ok(summary),
+            Ok(Err(e)) => Err(ApiError::internal(format!("the validation failed: {e}"))),
+            Ok(Ok(Err(message))) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_component",
                 message,
@@ -304,6 +372,27 @@ fn app_mut<'a>(record: &'a mut TenantRecord, app: &str) -> Result<&'a mut AppRec
         .apps
         .get_mut(app)
         .ok_or_else(|| Rejection::NotFound(format!("tenant {tenant:?} has no app {app:?}")))
+}
+
+/// Makes `version` the app's newest and current one (creating the app if
+/// need be), drops versions past `versions_kept`, and checks every quota it
+/// touches; returns the version's number and the app as it now is.
+fn add_version(
+    tenant: &mut TenantRecord,
+    app: &str,
+    mut version: VersionRecord,
+    quotas: &Quotas,
+) -> Result<(u64, AppRecord), Rejection> {
+    let record = app_or_new(tenant, app, quotas)?;
+    let number = record.next_version.max(1);
+    record.next_version = number + 1;
+    version.version = number;
+    record.versions.insert(number, version);
+    record.current = Some(number);
+    quotas.prune_versions(record);
+    let record = record.clone();
+    quotas.check_stored(tenant)?;
+    Ok((number, record))
 }
 
 /// The app's record, created (with no version) if the tenant has none yet
@@ -452,6 +541,12 @@ async fn create_tenant(
     api.admin(&headers)?;
     let NewTenant { name } = json(&body, "body {\"name\"}")?;
     names(&name, None)?;
+    if name == OPERATOR_TENANT {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("tenant name {name:?} is reserved for the operator's own apps"),
+        ));
+    }
     let token =
         generate_token("okt").map_err(|e| ApiError::internal(format!("no randomness: {e}")))?;
     let token_hash = hash_token(&token);
@@ -537,7 +632,17 @@ async fn set_limits(
     body: Bytes,
 ) -> ApiResult<axum::Json<Limits>> {
     api.admin(&headers)?;
-    let limits: Limits = json(&body, "limits")?;
+    // Parsed once as limits (unknown keys and wrong types are refused with
+    // their names), then laid over the operator's defaults key by key.
+    json::<Limits>(&body, "limits")?;
+    let given: serde_json::Map<String, serde_json::Value> = json(&body, "limits")?;
+    let mut merged = match serde_json::to_value(&api.config.default_limits) {
+        Ok(serde_json::Value::Object(defaults)) => defaults,
+        _ => serde_json::Map::new(),
+    };
+    merged.extend(given);
+    let limits: Limits = serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("limits: {e}")))?;
     limits
         .check()
         .map_err(|why| ApiError::bad_request("invalid_limits", why))?;
@@ -549,19 +654,43 @@ async fn set_limits(
     Ok(axum::Json(limits))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(TenantPath), request_body(content = PolicyBody, description = "okra.json policy document"), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(TenantPath), request_body(content = PolicyBody, description = "okra.json policy document"), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_policy(
     Extract(api): Shared,
     headers: HeaderMap,
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    api.tenant_for(&headers, &tenant).await?;
+    let record = api.tenant_for(&headers, &tenant).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_policy", "the policy must be UTF-8 JSON"))?
         .to_string();
     api.config.quotas.check_policy(&text)?;
     check_tenant_policy(&tenant, &text)?;
+    // Every app being served must still load under it (its injected
+    // headers' variables, for one), or nothing changes.
+    let candidate = TenantRecord {
+        policy: Some(text.clone()),
+        ..record.clone()
+    };
+    for app in record.apps.values() {
+        if let Some(current) = app.current_version() {
+            let files = api.version_files(current).await?;
+            api.check_app(&candidate, &files, &app.variables)
+                .await
+                .map_err(|e| match e.status {
+                    StatusCode::UNPROCESSABLE_ENTITY => ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_policy",
+                        format!(
+                            "app {:?} would not load under this policy: {}",
+                            app.name, e.message
+                        ),
+                    ),
+                    _ => e,
+                })?;
+        }
+    }
     api.change_tenant(&tenant, |record| {
         record.policy = Some(text.clone());
         Ok(())
@@ -598,7 +727,7 @@ async fn show_app(
     Ok(axum::Json(api.app_view(&tenant, app_ref(&record, &app)?)))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath), request_body(content = BundleBytes, content_type = "application/octet-stream", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath), request_body(content = BundleBytes, content_type = "application/octet-stream", description = ".tar.gz of the app directory"), responses((status = 201, body = Deployed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn deploy(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -636,34 +765,37 @@ async fn deploy(
         .get(&app)
         .map(|a| a.variables.clone())
         .unwrap_or_default();
+    let quotas = &api.config.quotas;
+    let bytes: u64 = files.values().map(|f| f.len() as u64).sum();
+    let created_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let new_version = |files: BTreeMap<String, String>, routes: Vec<String>| VersionRecord {
+        version: 0,
+        files,
+        created_unix,
+        routes,
+        bytes,
+    };
+    // The quotas first, on what the store holds now, so a deploy past one
+    // stores no blobs at all.
+    let placeholders = files.keys().map(|k| (k.clone(), String::new())).collect();
+    add_version(
+        &mut tenant_record.clone(),
+        &app,
+        new_version(placeholders, Vec::new()),
+        quotas,
+    )?;
     let summary = api.check_app(&tenant_record, &files, &variables).await?;
 
     let mut stored = BTreeMap::new();
     for (path, bytes) in &files {
         stored.insert(path.clone(), api.store.put_blob(bytes).await?);
     }
-    let created_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let quotas = &api.config.quotas;
     let mut deployed = None;
     api.change_tenant(&tenant, |tenant_record| {
-        let record = app_or_new(tenant_record, &app, quotas)?;
-        let version = record.next_version.max(1);
-        record.next_version = version + 1;
-        record.versions.insert(
-            version,
-            VersionRecord {
-                version,
-                files: stored.clone(),
-                created_unix,
-                routes: summary.routes.clone(),
-            },
-        );
-        record.current = Some(version);
-        // Only the newest versions are kept for rollback.
-        quotas.prune_versions(record);
-        deployed = Some((version, record.clone()));
+        let version = new_version(stored.clone(), summary.routes.clone());
+        deployed = Some(add_version(tenant_record, &app, version, quotas)?);
         Ok(())
     })
     .await?;
@@ -711,14 +843,31 @@ async fn rollback(
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath), responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+/// How `DELETE .../apps/{app}` deletes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteApp {
+    /// Remove the app altogether (its versions and variables too, so it no
+    /// longer counts towards `max_apps`), not just stop serving it.
+    #[serde(default)]
+    pub purge: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}", tag = "apps", params(AppPath, DeleteApp), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_app(
     Extract(api): Shared,
     headers: HeaderMap,
     Path((tenant, app)): Path<(String, String)>,
+    Query(DeleteApp { purge }): Query<DeleteApp>,
 ) -> ApiResult<StatusCode> {
     api.tenant_for(&headers, &tenant).await?;
     api.change_tenant(&tenant, |tenant_record| {
+        if purge {
+            // Its domains go with it.
+            return tenant_record.apps.remove(&app).map(|_| ()).ok_or_else(|| {
+                Rejection::NotFound(format!("tenant {tenant:?} has no app {app:?}"))
+            });
+        }
         let record = app_mut(tenant_record, &app)?;
         if record.current.is_none() {
             return Err(Rejection::NotFound(format!("app {app:?} is not deployed")));
@@ -730,7 +879,7 @@ async fn delete_app(
         Ok(())
     })
     .await?;
-    tracing::info!(%tenant, %app, "app deleted");
+    tracing::info!(%tenant, %app, purge, "app deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -741,7 +890,7 @@ pub struct VariableNames {
     pub names: Vec<String>,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), request_body(content = VariableValues, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), request_body(content = VariableValues, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_variables(
     Extract(api): Shared,
     headers: HeaderMap,

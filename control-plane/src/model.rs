@@ -65,6 +65,8 @@ pub struct VersionRecord {
     pub created_unix: u64,
     /// The public routes the manifest declares, for display.
     pub routes: Vec<String>,
+    /// The bundle's size, its files' bytes together.
+    pub bytes: u64,
 }
 
 impl VersionRecord {
@@ -103,6 +105,10 @@ impl State {
         })
     }
 }
+
+/// The tenant the operator's own `--app` apps run as; no stored tenant may
+/// take the name (it would share their concurrency, CPU turns and metrics).
+pub const OPERATOR_TENANT: &str = "local";
 
 /// Checks a tenant or app name: it becomes a DNS label of the default
 /// hostname, so 1–63 of `a-z`, `0-9` and `-`, not starting or ending with `-`.

@@ -25,6 +25,12 @@ pub struct Quotas {
     pub max_domains: usize,
     /// Bytes of a tenant's policy document (default 64 KiB).
     pub max_policy_bytes: usize,
+    /// Bytes of every version a tenant's apps keep, bundles together
+    /// (default 1 GiB).
+    pub max_stored_bytes: u64,
+    /// Files of every version a tenant's apps keep, together (default
+    /// 50,000): each is a line of its record.
+    pub max_stored_files: usize,
 }
 
 impl Default for Quotas {
@@ -36,6 +42,8 @@ impl Default for Quotas {
             max_variable_bytes: 64 << 10,
             max_domains: 20,
             max_policy_bytes: 64 << 10,
+            max_stored_bytes: 1 << 30,
+            max_stored_files: 50_000,
         }
     }
 }
@@ -49,7 +57,7 @@ impl Quotas {
     pub fn check_apps(&self, tenant: &TenantRecord) -> Result<(), Rejection> {
         if tenant.apps.len() > self.max_apps {
             return Err(over(format!(
-                "tenant {:?} may have at most {} apps; delete one first",
+                "tenant {:?} may have at most {} apps; delete one first (DELETE .../apps/APP?purge=true)",
                 tenant.name, self.max_apps
             )));
         }
@@ -93,6 +101,28 @@ impl Quotas {
                 "the policy is {} bytes; at most {} are allowed",
                 text.len(),
                 self.max_policy_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a tenant whose kept versions hold more bytes or files than
+    /// allowed.
+    pub fn check_stored(&self, tenant: &TenantRecord) -> Result<(), Rejection> {
+        let versions = tenant.apps.values().flat_map(|a| a.versions.values());
+        let (bytes, files) = versions.fold((0u64, 0usize), |(b, f), v| {
+            (b.saturating_add(v.bytes), f + v.files.len())
+        });
+        if bytes > self.max_stored_bytes {
+            return Err(over(format!(
+                "tenant {:?}'s kept versions would hold {bytes} bytes; at most {} are allowed (delete an app, or keep fewer versions)",
+                tenant.name, self.max_stored_bytes
+            )));
+        }
+        if files > self.max_stored_files {
+            return Err(over(format!(
+                "tenant {:?}'s kept versions would hold {files} files; at most {} are allowed",
+                tenant.name, self.max_stored_files
             )));
         }
         Ok(())

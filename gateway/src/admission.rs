@@ -179,11 +179,17 @@ impl TenantAdmission {
                     .clone()
             });
         }
-        if let Some(bucket) = app_bucket {
+        if let Some(bucket) = &app_bucket {
             bucket.check()?;
         }
         if let Some(bucket) = tenant_bucket {
-            bucket.check()?;
+            if let Err(wait) = bucket.check() {
+                // The request is refused: the app's token was not used.
+                if let Some(app) = &app_bucket {
+                    app.refund();
+                }
+                return Err(wait);
+            }
         }
         Ok(())
     }

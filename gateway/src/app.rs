@@ -52,6 +52,18 @@ pub struct App {
     pub components: BTreeMap<String, Arc<ComponentRunner>>,
 }
 
+/// Where an app is loaded from, and what it is called.
+pub struct AppSource<'a> {
+    /// Its `spin.toml`.
+    pub manifest: &'a Path,
+    /// Where its files may be: anywhere for an operator's app, inside the
+    /// manifest's directory for a tenant's bundle.
+    pub scope: PathScope,
+    /// Its name as deployed (labels, logs, rate buckets); the manifest's
+    /// `[application] name` when `None` (an operator's app).
+    pub name: Option<&'a str>,
+}
+
 /// Where variable values come from, before the manifest defaults.
 pub type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -108,6 +120,8 @@ struct AppContext<'a> {
     /// The manifest's directory, and whether every path must stay inside it.
     dir: &'a Path,
     scope: PathScope,
+    /// The app's name in labels and logs.
+    name: &'a str,
 }
 
 impl App {
@@ -118,10 +132,10 @@ impl App {
     pub fn load(
         services: &AppServices,
         tenant: &TenantSpec,
-        manifest_path: &Path,
-        scope: PathScope,
+        source: &AppSource<'_>,
         provider: VariableProvider<'_>,
     ) -> anyhow::Result<App> {
+        let (manifest_path, scope) = (source.manifest, source.scope);
         let limits = tenant.limits.clone();
         let most = services.runtime.config.max_memory_bytes;
         if limits.memory_bytes > most {
@@ -132,6 +146,9 @@ impl App {
             );
         }
         let manifest = AppManifest::load_in(manifest_path, scope)?;
+        // Labels, logs and rate buckets name the app as the tenant deployed
+        // it (a DNS label), never by the manifest's free-form name.
+        let name = source.name.unwrap_or(&manifest.name).to_string();
         let policy = load_app_policy(manifest_path, &manifest)?;
         let variables = AppVariables::resolve(&manifest, provider)
             .with_context(|| format!("{}", manifest_path.display()))?;
@@ -149,6 +166,7 @@ impl App {
             components: &components,
             dir: manifest_path.parent().unwrap_or(Path::new(".")),
             scope,
+            name: &name,
         };
         let mut compiled: BTreeMap<String, Arc<ComponentRunner>> = BTreeMap::new();
         let mut routes = Vec::new();
@@ -175,7 +193,7 @@ impl App {
         components.fill(&compiled);
         Ok(App {
             tenant: tenant.name.clone(),
-            name: manifest.name.clone(),
+            name,
             routes: RouteTable::new(routes),
             admission,
             verifier: tenant.verifier(&services.outbound)?,
@@ -253,7 +271,7 @@ fn compile_component(
     }
     let labels = ComponentLabels {
         tenant: tenant.name.clone(),
-        app: manifest.name.clone(),
+        app: app.name.to_string(),
         component: id.to_string(),
     };
     let environment = GuestEnvironment {
@@ -299,7 +317,7 @@ fn compile_component(
         outbound,
     )?;
     tracing::info!(
-        app = %manifest.name,
+        app = %app.name,
         component = id,
         wasi_http = runner.wasi_http_version,
         "component ready"

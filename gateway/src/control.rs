@@ -4,7 +4,7 @@
 //! swapping each new snapshot in; and serves the embedded REST API, whose
 //! deploys are checked by loading the app exactly as the edge would.
 
-use crate::app::{App, AppServices, Snapshot};
+use crate::app::{App, AppServices, AppSource, Snapshot};
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
 use crate::snapshot_builder::{SnapshotBuilder, tenant_spec};
@@ -73,7 +73,10 @@ pub fn start(
     let data_dir = data_dir(config, &url);
     let bundles_dir = data_dir.join(BUNDLES_DIR);
     let mut secrets = vec![data_dir.join(ADMIN_TOKEN_FILE)];
-    secrets.extend(url.strip_prefix("file:").map(PathBuf::from));
+    if !url.starts_with("redis") {
+        // A file store, given as file:PATH or a bare path.
+        secrets.push(PathBuf::from(url.strip_prefix("file:").unwrap_or(&url)));
+    }
     check_secrets_outside(&bundles_dir, &secrets)?;
     let builder = SnapshotBuilder::new(
         services.clone(),
@@ -207,15 +210,16 @@ fn api(
         &data_dir.join(ADMIN_TOKEN_FILE),
     )
     .context("setting up the admin token")?;
-    Ok(Arc::new(Api {
+    let validator = Arc::new(GatewayValidator {
+        services,
+        default_limits: config.limits.clone(),
+    });
+    Ok(Arc::new(Api::new(
         store,
-        validator: Arc::new(GatewayValidator {
-            services,
-            default_limits: config.limits.clone(),
-        }),
+        validator,
         status,
-        config: api_config(config, admin_token_hash),
-    }))
+        api_config(config, admin_token_hash),
+    )))
 }
 
 /// The API settings from the operator's configuration.
@@ -228,6 +232,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
         validation_timeout: VALIDATION_TIMEOUT,
         reserved_hosts: config.reserved_hosts().collect(),
         quotas: config.quotas.clone(),
+        default_limits: config.limits.clone(),
     }
 }
 
@@ -400,7 +405,12 @@ impl BundleValidator for GatewayValidator {
         let manifest = manifest.to_path_buf();
         let variables = variables.clone();
         tokio::task::spawn_blocking(move || {
-            App::load(&services, &spec, &manifest, PathScope::InsideApp, &|name| {
+            let source = AppSource {
+                manifest: &manifest,
+                scope: PathScope::InsideApp,
+                name: None,
+            };
+            App::load(&services, &spec, &source, &|name| {
                 variables.get(name).cloned()
             })
             .map(|_| ())

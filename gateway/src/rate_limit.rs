@@ -42,6 +42,16 @@ impl RateLimiter {
         self.check_at(now)
     }
 
+    /// Gives back a token taken by `check` that went unused (another bucket
+    /// refused the same request), so one refusal is not counted twice.
+    pub fn refund(&self) {
+        let _ = self
+            .arrival
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |arrival| {
+                Some(arrival.saturating_sub(self.interval))
+            });
+    }
+
     fn check_at(&self, now: u64) -> Result<(), Duration> {
         let mut arrival = self.arrival.load(Ordering::Acquire);
         loop {
@@ -95,6 +105,16 @@ mod tests {
             bucket.check_at(later).is_err(),
             "idle time does not bank more than the burst"
         );
+    }
+
+    #[test]
+    fn a_refunded_token_can_be_taken_again() {
+        let bucket = RateLimiter::new(1, 1);
+        assert!(bucket.check_at(0).is_ok());
+        assert!(bucket.check_at(0).is_err());
+        bucket.refund();
+        assert!(bucket.check_at(0).is_ok(), "the refund gave the token back");
+        assert!(bucket.check_at(0).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! listener and the self-route peers' health checks.
 
 use crate::admission::Admissions;
-use crate::app::{App, AppServices, TenantSpec};
+use crate::app::{App, AppServices, AppSource, TenantSpec};
 use crate::config::OperatorConfig;
 use crate::edge::Edge;
 use crate::metrics::{Metrics, MetricsApp};
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tenant_config::PathScope;
 
 /// Tenant name for apps given with `--app`.
-pub const LOCAL_TENANT: &str = "local";
+pub const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
 
 /// The engine, outbound and metrics every app shares, plus the peers'
 /// health-check service.
@@ -82,14 +82,13 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
             policy: None,
         };
         // The operator's own apps may name files anywhere, as in Spin.
-        let loaded = App::load(
-            &services,
-            &tenant,
-            &app.manifest,
-            PathScope::Anywhere,
-            &variable,
-        )
-        .with_context(|| format!("loading the app for {}", app.host))?;
+        let source = AppSource {
+            manifest: &app.manifest,
+            scope: PathScope::Anywhere,
+            name: None,
+        };
+        let loaded = App::load(&services, &tenant, &source, &variable)
+            .with_context(|| format!("loading the app for {}", app.host))?;
         tracing::info!(host = %app.host, app = %loaded.name, "app loaded");
         static_apps.push((app.host.clone(), Arc::new(loaded)));
     }

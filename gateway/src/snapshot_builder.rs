@@ -7,7 +7,7 @@
 //! compile once per distinct wasm (the runtime's cache). An app that fails to
 //! build keeps serving its previous build, and its status says why.
 
-use crate::app::{App, AppServices, Snapshot, TenantSpec};
+use crate::app::{App, AppServices, AppSource, Snapshot, TenantSpec};
 use crate::host_table::HostTable;
 use anyhow::Context as _;
 use control_plane::api::{AppStatus, StatusSource};
@@ -39,7 +39,8 @@ struct Built {
 /// What one build produced.
 pub struct BuildReport {
     pub snapshot: Snapshot,
-    /// Apps that failed to build (and kept their previous build, if any).
+    /// Apps whose latest version does not build (each keeps its previous
+    /// build, if any), this build or an earlier one.
     pub failures: usize,
 }
 
@@ -60,13 +61,16 @@ pub struct SnapshotBuilder {
     status: Arc<StatusBoard>,
     /// Gone tenants whose admission gauges wait until nothing holds them.
     gone_tenants: BTreeSet<String>,
+    /// Apps whose latest version failed to build, to try again.
+    failing: BTreeSet<(String, String)>,
     /// Bundle directories no built app uses, since when.
     retired: HashMap<String, Instant>,
 }
 
 /// How long an unused bundle directory stays: instances of the build before
-/// may still read their files for a while (at most a request's deadline).
-const BUNDLE_GRACE: Duration = Duration::from_secs(600);
+/// may still read their files until their deadline, which a tenant's limits
+/// may set to an hour.
+const BUNDLE_GRACE: Duration = Duration::from_secs(2 * 3600);
 
 /// What the gateway serves per app, for the API's status field.
 #[derive(Default)]
@@ -114,6 +118,7 @@ impl SnapshotBuilder {
             hosts: HostTable::default(),
             status: Arc::default(),
             gone_tenants: BTreeSet::new(),
+            failing: BTreeSet::new(),
             retired: HashMap::new(),
         }
     }
@@ -142,16 +147,24 @@ impl SnapshotBuilder {
                 .collect(),
         };
         let mut statuses = Vec::new();
-        let mut failures = 0;
         let mut gone = Vec::new();
         for name in &tenants {
             // Take the tenant's apps out; what is still served goes back in.
             let mut previous = self.built.remove(name).unwrap_or_default();
             for old in previous.values() {
                 for host in &old.hosts {
-                    self.hosts.remove(host);
+                    // Only if it is still this app's: another tenant may hold
+                    // a domain this one has since released.
+                    if self
+                        .hosts
+                        .get(host)
+                        .is_some_and(|app| Arc::ptr_eq(app, &old.app))
+                    {
+                        self.hosts.remove(host);
+                    }
                 }
             }
+            self.failing.retain(|(tenant, _)| tenant != name);
             let mut now = HashMap::new();
             let mut serving = Vec::new();
             if let Some(tenant) = state.tenants.get(name) {
@@ -166,7 +179,9 @@ impl SnapshotBuilder {
                 let (serving, status) = self
                     .build_app(tenant, app, version, previous.remove(&app.name))
                     .await;
-                failures += usize::from(status.error.is_some());
+                if status.error.is_some() {
+                    self.failing.insert(key.clone());
+                }
                 statuses.push((key, Some(status)));
                 if let Some(serving) = serving {
                     for host in &serving.hosts {
@@ -193,7 +208,10 @@ impl SnapshotBuilder {
         self.status.update(statuses);
         self.forget_gone(gone);
         let snapshot = Snapshot::new(self.operator.clone(), self.hosts.clone());
-        BuildReport { snapshot, failures }
+        BuildReport {
+            snapshot,
+            failures: self.failing.len(),
+        }
     }
 
     /// Builds one app, reusing `previous` if nothing it depends on changed;
@@ -211,13 +229,16 @@ impl SnapshotBuilder {
             .map(|h| h.to_ascii_lowercase())
             .collect();
         let result = match previous {
-            Some(p) if p.inputs == inputs => Ok(Built { hosts, ..p }),
+            Some(p) if p.inputs == inputs => Ok(Built {
+                hosts: hosts.clone(),
+                ..p
+            }),
             previous => match self.load(tenant, app, version).await {
                 Ok(loaded) => Ok(Built {
                     inputs,
                     version: version.version,
                     bundle: version.bundle_id(),
-                    hosts,
+                    hosts: hosts.clone(),
                     app: Arc::new(loaded),
                 }),
                 Err(e) => Err((format!("{e:#}"), previous)),
@@ -240,7 +261,9 @@ impl SnapshotBuilder {
                     serving: previous.as_ref().map(|p| p.version),
                     error: Some(format!("version {}: {error}", version.version)),
                 };
-                (previous, status)
+                // The previous build serves at the hosts the app has now:
+                // a domain it released may be another tenant's already.
+                (previous.map(|p| Built { hosts, ..p }), status)
             }
         }
     }
@@ -340,15 +363,18 @@ impl SnapshotBuilder {
         let dir = self.materialise(version).await?;
         let spec = tenant_spec(tenant, &self.default_limits)?;
         let variables = app.variables.clone();
+        let name = app.name.clone();
         let services = self.services.clone();
         tokio::task::spawn_blocking(move || {
-            App::load(
-                &services,
-                &spec,
-                &dir.join("spin.toml"),
-                PathScope::InsideApp,
-                &|name| variables.get(name).cloned(),
-            )
+            let manifest = dir.join("spin.toml");
+            let source = AppSource {
+                manifest: &manifest,
+                scope: PathScope::InsideApp,
+                name: Some(&name),
+            };
+            App::load(&services, &spec, &source, &|name| {
+                variables.get(name).cloned()
+            })
         })
         .await
         .context("the build task failed")?

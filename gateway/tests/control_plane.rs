@@ -600,7 +600,7 @@ async fn tenant_quotas_hold_and_old_versions_go() {
     let config = data.path().join("quotas.toml");
     std::fs::write(
         &config,
-        "[quotas]\nmax_apps = 2\nversions_kept = 2\nmax_variables = 2\nmax_variable_bytes = 64\nmax_domains = 1\nmax_policy_bytes = 64\n",
+        "[quotas]\nmax_apps = 2\nversions_kept = 2\nmax_variables = 2\nmax_variable_bytes = 64\nmax_domains = 1\nmax_policy_bytes = 64\nmax_stored_bytes = 4000\n",
     )
     .unwrap();
     let store_dir = tempfile::tempdir().unwrap();
@@ -615,18 +615,20 @@ async fn tenant_quotas_hold_and_old_versions_go() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(what), "{message}");
     };
+    let deploy_third = || {
+        deploy(
+            node.api,
+            &acme,
+            "acme",
+            "third",
+            static_bundle("third", "x"),
+        )
+    };
     for (app, body) in [("web", "v1"), ("web", "v2"), ("web", "v3"), ("api", "a1")] {
         let (status, reply) = deploy(node.api, &acme, "acme", app, static_bundle(app, body)).await;
         assert_eq!(status, 201, "{reply}");
     }
-    let (status, body) = deploy(
-        node.api,
-        &acme,
-        "acme",
-        "third",
-        static_bundle("third", "x"),
-    )
-    .await;
+    let (status, body) = deploy_third().await;
     quota(status, &body, "at most 2 apps");
     let (_, show) = get_json(node.api, "/v1/tenants/acme", &acme).await;
     assert_eq!(show["apps"], serde_json::json!(["api", "web"]));
@@ -678,6 +680,65 @@ async fn tenant_quotas_hold_and_old_versions_go() {
     )
     .await;
     quota(status, &body, "bytes");
+
+    // Purging an app frees its place; a plain delete does not.
+    assert_eq!(delete_app(node.api, &acme, "acme", "api").await, 204);
+    let (status, body) = deploy_third().await;
+    quota(status, &body, "at most 2 apps");
+    let purge = "/v1/tenants/acme/apps/api?purge=true";
+    assert_eq!(
+        call(node.api, "DELETE", purge, Some(&acme), "").await.0,
+        204
+    );
+    let (status, body) = deploy_third().await;
+    assert_eq!(status, 201, "{body}");
+
+    // Kept versions' bytes together: a bundle that would take the tenant
+    // past 4000 bytes is refused before its blobs are stored.
+    let big = format!("{}", "b".repeat(3000));
+    let (status, body) = deploy(
+        node.api,
+        &acme,
+        "acme",
+        "third",
+        static_bundle("third", &big),
+    )
+    .await;
+    quota(status, &body, "4000");
+}
+
+/// A tenant policy that an app being served could not load under (its
+/// injected header names a variable the app lacks) is refused, and the app
+/// keeps serving as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_policy_that_would_break_a_served_app_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &[]);
+    let acme = create_tenant(node.api, "acme").await;
+    let sdk5 = std::fs::read(test_programs::SDK5_GUEST).unwrap();
+    let bundle = bundle_with(
+        &component_manifest("source = \"c.wasm\"\n"),
+        &[("c.wasm", &sdk5)],
+    );
+    let (status, body) = deploy(node.api, &acme, "acme", "web", bundle).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/policy",
+        Some(&acme),
+        r#"{"http.fetch": {"injectHeaders": {"x-team": "{{ nosuchvar }}"}}}"#,
+    )
+    .await;
+    assert_error(status, &body, 422, "invalid_policy");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"web\"") && message.contains("nosuchvar"),
+        "{message}"
+    );
+    let (_, tenant) = get_json(node.api, "/v1/tenants/acme", &acme).await;
+    assert_eq!(tenant["has_policy"], false);
+    until_served(&node.gateway, &host("web", "acme"), "Hello from spin-sdk 5").await;
 }
 
 /// The series of an app that is gone (and of a tenant with no app left)
@@ -688,9 +749,29 @@ async fn metric_series_of_gone_apps_and_tenants_are_removed() {
     let (node, token) = node_with_web(&data, "counted", &[]).await;
     let web = host("web", "acme");
     until_served(&node.gateway, &web, "counted").await;
+    // The same manifest deployed as a second app: series name the app as
+    // deployed, not by the manifest's [application] name.
+    let (status, _) = deploy(
+        node.api,
+        &token,
+        "acme",
+        "copy",
+        static_bundle("web", "copied"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    until_served(&node.gateway, &host("copy", "acme"), "copied").await;
     let series = r#"okra_http_requests_total{app="web",component="",status="200",tenant="acme"}"#;
-    let text = support::metrics_get(&node.gateway, "/metrics").await.1;
-    assert!(text.contains(series), "{text}");
+    let copy = r#"okra_http_requests_total{app="copy",component="",status="200",tenant="acme"}"#;
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        if text.contains(series) && text.contains(copy) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(text.contains(series) && text.contains(copy), "{text}");
     assert!(
         text.contains(r#"okra_tenant_inflight_requests{tenant="acme"} 0"#),
         "{text}"
@@ -698,6 +779,15 @@ async fn metric_series_of_gone_apps_and_tenants_are_removed() {
 
     assert_eq!(delete_app(node.api, &token, "acme", "web").await, 204);
     until_gone(&node.gateway, &web).await;
+    let mut text = String::new();
+    for _ in 0..500 {
+        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        if !text.contains(series) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!text.contains(series) && text.contains(copy), "{text}");
     let (status, _) = call(node.api, "DELETE", "/v1/tenants/acme", Some(ADMIN), "").await;
     assert_eq!(status, 204);
     let mut text = String::new();
@@ -1107,28 +1197,35 @@ async fn stored_variables_reach_the_guest_and_are_never_read_back() {
     assert_eq!(reply.text(), "value=hello-again");
 }
 
+/// `PUT /v1/tenants/acme/limits` as the admin.
+async fn put_limits(api: std::net::SocketAddr, limits: &str) -> (u16, serde_json::Value) {
+    call(api, "PUT", "/v1/tenants/acme/limits", Some(ADMIN), limits).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_s_limits_keep_the_operator_s_values_for_keys_left_out() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&file_store(&data), true, &["--cpu-time-ms", "1234"]);
+    create_tenant(node.api, "acme").await;
+    let (status, body) = put_limits(node.api, r#"{"max_concurrent_requests":7}"#).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["max_concurrent_requests"], 7);
+    assert_eq!(
+        body["cpu_time_ms"], 1234,
+        "a key left out keeps the operator's --cpu-time-ms, not the built-in 10 000"
+    );
+    let (_, tenant) = get_json(node.api, "/v1/tenants/acme", ADMIN).await;
+    assert_eq!(tenant["limits"]["cpu_time_ms"], 1234, "{tenant}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_policies_are_checked_before_they_are_stored() {
     let data = tempfile::tempdir().unwrap();
     let node = start_node(&file_store(&data), true, &[]);
     let token = create_tenant(node.api, "acme").await;
-    let (status, body) = call(
-        node.api,
-        "PUT",
-        "/v1/tenants/acme/limits",
-        Some(ADMIN),
-        r#"{"max_concurrent_requests":0}"#,
-    )
-    .await;
+    let (status, body) = put_limits(node.api, r#"{"max_concurrent_requests":0}"#).await;
     assert_error(status, &body, 400, "invalid_limits");
-    let (status, body) = call(
-        node.api,
-        "PUT",
-        "/v1/tenants/acme/limits",
-        Some(ADMIN),
-        r#"{"cpu_seconds":1}"#,
-    )
-    .await;
+    let (status, body) = put_limits(node.api, r#"{"cpu_seconds":1}"#).await;
     assert_eq!(status, 400, "unknown field: {body}");
     assert!(
         body["error"]["message"]
@@ -1143,14 +1240,7 @@ async fn limits_and_policies_are_checked_before_they_are_stored() {
         (r#"{"request_timeout_ms":99999999}"#, "request_timeout_ms"),
         (r#"{"requests_per_second":0}"#, "requests_per_second"),
     ] {
-        let (status, body) = call(
-            node.api,
-            "PUT",
-            "/v1/tenants/acme/limits",
-            Some(ADMIN),
-            limits,
-        )
-        .await;
+        let (status, body) = put_limits(node.api, limits).await;
         assert_error(status, &body, 400, "invalid_limits");
         assert!(
             body["error"]["message"].as_str().unwrap().contains(key),
@@ -1166,14 +1256,17 @@ async fn limits_and_policies_are_checked_before_they_are_stored() {
     )
     .await;
     assert_error(status, &body, 422, "invalid_policy");
+    // The operator's tenant name is not free.
     let (status, body) = call(
         node.api,
-        "PUT",
-        "/v1/tenants/acme/limits",
+        "POST",
+        "/v1/tenants",
         Some(ADMIN),
-        r#"{"max_concurrent_requests":7}"#,
+        r#"{"name":"local"}"#,
     )
     .await;
+    assert_error(status, &body, 400, "invalid_name");
+    let (status, body) = put_limits(node.api, r#"{"max_concurrent_requests":7}"#).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["max_concurrent_requests"], 7);
     let (status, body) = call(
@@ -1206,11 +1299,8 @@ async fn limits_and_policies_are_checked_before_they_are_stored() {
     .await;
     assert_eq!(status, 201);
     until_served(&node.gateway, &host("web", "acme"), "still here").await;
-    let (status, _) = call(
+    let (status, _) = put_limits(
         node.api,
-        "PUT",
-        "/v1/tenants/acme/limits",
-        Some(ADMIN),
         r#"{"max_concurrent_requests":7,"memory_bytes":1073741824}"#,
     )
     .await;

@@ -18,8 +18,11 @@ use std::io::Read;
 use std::rc::Rc;
 use tenant_config::paths::normalize_relative;
 
-/// The longest path a GNU long-name entry or PAX `path` record may give.
+/// The longest path a GNU long-name entry or PAX `path` record may give,
+/// and the longest path a bundle may hold.
 pub const MAX_PATH_BYTES: u64 = 4096;
+/// The longest path component: what file systems take.
+pub const MAX_NAME_BYTES: usize = 255;
 /// The largest PAX extended header (all its records together).
 pub const MAX_PAX_BYTES: u64 = 64 * 1024;
 /// Tar works in blocks of this size: a header, and data padded to it.
@@ -186,6 +189,14 @@ impl Unpacker {
             ));
         }
         let path = normalize_relative(&raw_path).map_err(|why| bad(&why.to_string()))?;
+        if path.len() as u64 > MAX_PATH_BYTES
+            || path.split('/').any(|part| part.len() > MAX_NAME_BYTES)
+            || path.contains('\0')
+        {
+            return Err(bad(&format!(
+                "a path may be {MAX_PATH_BYTES} bytes long, each name {MAX_NAME_BYTES}, with no NUL"
+            )));
+        }
         if kind.is_dir() {
             if !path.is_empty() {
                 self.dirs.insert(path);
@@ -283,6 +294,12 @@ impl Unpacker {
                 )));
             }
             match key {
+                "path" if record.value_bytes().len() as u64 > MAX_PATH_BYTES => {
+                    return Err(bad(format!(
+                        "a PAX path of {} bytes is over the {MAX_PATH_BYTES}-byte limit",
+                        record.value_bytes().len()
+                    )));
+                }
                 "path" => self.set_path(header_path, record.value_bytes().to_vec())?,
                 "size" => {
                     let size = record
@@ -498,6 +515,45 @@ mod tests {
         );
     }
 
+    /// Each single-entry archive (beside a manifest) is refused with its reason.
+    fn assert_each_refused(cases: &[(&str, tar::EntryType, &[u8], &str)]) {
+        for (path, kind, data, why) in cases {
+            let err = unpack(
+                &archive(&[(path, *kind, data), ("spin.toml", FILE, b"m")]),
+                BundleLimits::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains(why), "{path}: {err}");
+        }
+    }
+
+    #[test]
+    fn paths_too_long_for_a_file_system_are_refused() {
+        let long_name = format!("{}.txt", "n".repeat(300));
+        let long_pax = pax_record("path", &"p".repeat(5000));
+        let cases: &[(&str, tar::EntryType, &[u8], &str)] = &[(
+            "PaxHeaders/l",
+            tar::EntryType::XHeader,
+            &long_pax,
+            "PAX path of 5000",
+        )];
+        assert_each_refused(cases);
+        for name in [long_name, format!("dir/{}", "n".repeat(256))] {
+            let mut gnu = name.clone().into_bytes();
+            gnu.push(0);
+            let err = unpack(
+                &archive(&[
+                    ("spin.toml", FILE, b"m"),
+                    ("././@LongLink", tar::EntryType::GNULongName, &gnu),
+                    ("x", FILE, b""),
+                ]),
+                BundleLimits::default(),
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("each name 255"), "{err}");
+        }
+    }
+
     #[test]
     fn pax_records_cannot_reframe_or_smuggle_entries() {
         let size = pax_record("size", "999999");
@@ -519,14 +575,7 @@ mod tests {
                 "malformed",
             ),
         ];
-        for (path, kind, data, why) in cases {
-            let err = unpack(
-                &archive(&[(path, *kind, data), ("spin.toml", FILE, b"m")]),
-                BundleLimits::default(),
-            )
-            .unwrap_err();
-            assert!(err.to_string().contains(why), "{path}: {err}");
-        }
+        assert_each_refused(cases);
         let err = unpack(
             &archive(&[
                 ("spin.toml", FILE, b"m"),

@@ -10,8 +10,9 @@
 //! then its log line (appended and fsynced), then drops released domains.
 //! A crash in between is repaired at the next open: records newer than the
 //! log get their lines, and domain files that no record backs are removed.
-//! One process writes a data directory; the change feed is in-process, and
-//! other processes notice by polling `version`.
+//! Processes writing one data directory take turns through a lock file (a
+//! gateway and its replacement in a graceful upgrade); the change feed is
+//! in-process, and other processes notice by polling `version`.
 //!
 //! A data directory written by an earlier Okra (one `state.json`) is split
 //! into this layout when it is opened, and `state.json` is kept as
@@ -35,6 +36,8 @@ const TENANTS_DIR: &str = "tenants";
 const DOMAINS_DIR: &str = "domains";
 const BLOBS_DIR: &str = "blobs";
 const LOG_FILE: &str = "changes.log";
+/// Held while a process changes the directory.
+const LOCK_FILE: &str = ".lock";
 /// The whole-document file of earlier versions.
 const LEGACY_STATE: &str = "state.json";
 
@@ -54,6 +57,7 @@ impl FileStore {
         for sub in [TENANTS_DIR, DOMAINS_DIR, BLOBS_DIR] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io)?;
         }
+        let _locked = lock_dir(dir)?;
         remove_stale_temporaries(dir).map_err(io)?;
         migrate_legacy_state(dir)?;
         let version = repair(dir)?;
@@ -138,6 +142,11 @@ impl Store for FileStore {
             .into());
         };
         let _writer = self.writer.lock().await;
+        // Another process writing the same directory waits its turn.
+        let _locked = {
+            let dir = self.dir.clone();
+            blocking(move || lock_dir(&dir)).await?
+        };
         let (version, current) = {
             let dir = self.dir.clone();
             let path = path.clone();
@@ -149,14 +158,24 @@ impl Store for FileStore {
         let tenant = name.to_string();
         let record = plan.record.clone();
         blocking(move || {
-            if let Err(rejection) = claim_domains(&dir, &tenant, &plan.claimed)? {
-                return Ok(Err(rejection));
+            let created = match claim_domains(&dir, &tenant, &plan.claimed)? {
+                Ok(created) => created,
+                Err(rejection) => return Ok(Err(rejection)),
+            };
+            let written = (|| {
+                match &plan.record {
+                    Some(record) => write_atomic(&path, &encode_tenant(record)?)?,
+                    None => remove_if_present(&path)?,
+                }
+                append_log(&dir, next, &tenant)
+            })();
+            if let Err(e) = written {
+                // Nothing of the change stays: the claims it made go too.
+                for claim in created {
+                    let _ = remove_if_present(&claim);
+                }
+                return Err(e);
             }
-            match &plan.record {
-                Some(record) => write_atomic(&path, &encode_tenant(record)?)?,
-                None => remove_if_present(&path)?,
-            }
-            append_log(&dir, next, &tenant)?;
             for domain in &plan.released {
                 release_domain(&dir, domain, &tenant)?;
             }
@@ -173,13 +192,14 @@ impl Store for FileStore {
         let path = self.dir.join(BLOBS_DIR).join(&hash);
         let bytes = bytes.to_vec();
         blocking(move || {
-            if path.exists() {
-                // Stored again: its grace before garbage collection restarts.
-                return std::fs::File::options()
-                    .append(true)
-                    .open(&path)
-                    .and_then(|f| f.set_modified(std::time::SystemTime::now()))
-                    .map_err(|e| io_error(&path, e));
+            // Stored again: its grace before garbage collection restarts. If
+            // the collector took it in between, it is written anew.
+            let touched = std::fs::File::options()
+                .append(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            if touched.is_ok() && path.exists() {
+                return Ok(());
             }
             write_atomic(&path, &bytes)
         })
@@ -203,15 +223,28 @@ impl Store for FileStore {
                 if !is_blob_hash(&name) || referenced.contains(&name) {
                     continue;
                 }
-                let age = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .unwrap_or_default();
-                if age >= grace {
-                    remove_if_present(&entry.path())?;
+                let age = |path: &Path| {
+                    std::fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .unwrap_or_default()
+                };
+                if age(&entry.path()) < grace {
+                    continue;
+                }
+                // Moved aside first, so a put_blob from now on writes it
+                // anew, then looked at again: one that touched it just
+                // before the move has it put back.
+                let aside = blobs.join(format!(".{name}.collecting"));
+                if std::fs::rename(entry.path(), &aside).is_err() {
+                    continue;
+                }
+                if age(&aside) >= grace {
+                    remove_if_present(&aside)?;
                     deleted += 1;
+                } else {
+                    std::fs::rename(&aside, entry.path()).map_err(|e| io_error(&aside, e))?;
                 }
             }
             Ok(deleted)
@@ -254,6 +287,21 @@ async fn blocking<T: Send + 'static>(
 
 fn io_error(path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Io(format!("{}: {e}", path.display()))
+}
+
+/// Holds the data directory's lock file exclusively until dropped, so the
+/// processes that write one directory (a gateway and its replacement in a
+/// graceful upgrade, or a tool) change it one at a time.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    file.lock().map_err(|e| io_error(&path, e))?;
+    Ok(file)
 }
 
 /// Where tenant `name`'s record lives; `None` for a name that is not a valid
@@ -408,11 +456,13 @@ fn compact_log(dir: &Path) -> Result<(), StoreError> {
 /// Claims each domain for its owner: a new entry is created exclusively, an
 /// entry this tenant already holds is rewritten, and one another tenant
 /// holds refuses the change, undoing the claims made so far.
+/// Returns the entries it created, so a change that fails after can take
+/// them back.
 fn claim_domains(
     dir: &Path,
     tenant: &str,
     claimed: &BTreeMap<String, String>,
-) -> Result<Result<(), Rejection>, StoreError> {
+) -> Result<Result<Vec<PathBuf>, Rejection>, StoreError> {
     let mut created = Vec::new();
     for (domain, owner) in claimed {
         let path = domain_path(dir, domain)?;
@@ -440,7 +490,7 @@ fn claim_domains(
             Err(e) => return Err(io_error(&path, e)),
         }
     }
-    Ok(Ok(()))
+    Ok(Ok(created))
 }
 
 /// Drops a domain's entry if `tenant` still holds it.
@@ -564,7 +614,8 @@ fn remove_stale_temporaries(dir: &Path) -> std::io::Result<()> {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.contains(".tmp.") {
+            // A crash's temporaries, and blobs the collector had moved aside.
+            if name.starts_with('.') && (name.contains(".tmp.") || name.ends_with(".collecting")) {
                 std::fs::remove_file(entry.path())?;
             }
         }

@@ -90,6 +90,16 @@ if behind <= 0 then return {current, {}} end
 return {current, redis.call('LRANGE', KEYS[2], 0, behind)}
 ";
 
+/// Deletes blob KEYS[1] if its time in KEYS[2] (member ARGV[1]) is still at
+/// or before ARGV[2]; 1 if it went.
+const DELETE_IF_OLD: &str = r"
+local at = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not at or tonumber(at) > tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+";
+
 /// Everything at one version: `{version, name, record, name, record, ...}`.
 const LOAD_ALL: &str = r"
 local out = {redis.call('GET', KEYS[1]) or '0'}
@@ -102,6 +112,16 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 return out
 ";
+
+/// How many times one change is tried against concurrent writers.
+const MAX_UPDATE_ATTEMPTS: u32 = 100;
+
+/// A random byte, for backoff jitter.
+fn rand_u8() -> u8 {
+    let mut byte = [0u8];
+    let _ = getrandom::fill(&mut byte);
+    byte[0]
+}
 
 /// How often the change feed reads the version besides listening.
 const VERSION_CHECK: Duration = Duration::from_millis(500);
@@ -392,7 +412,13 @@ impl Store for RedisStore {
         })?;
         let script = redis::Script::new(UPDATE_TENANT);
         let mut connection = self.connection().await?;
-        loop {
+        for attempt in 0..MAX_UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                // Others got there first: back off a little, at random, so
+                // a busy writer cannot keep everyone else retrying.
+                let jitter = u64::from(rand_u8()) % (2 << attempt.min(6));
+                tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+            }
             let (version, current): (Option<u64>, Option<Vec<u8>>) = redis::pipe()
                 .atomic()
                 .get(VERSION_KEY)
@@ -434,7 +460,7 @@ impl Store for RedisStore {
                 .await
                 .map_err(redis_error)?;
             match reply.as_slice() {
-                [-1] => tracing::debug!("concurrent store update; retrying"),
+                [-1] => tracing::debug!(attempt, "concurrent store update; retrying"),
                 [-2, index] => {
                     let domain = usize::try_from(*index - 1)
                         .ok()
@@ -455,6 +481,10 @@ impl Store for RedisStore {
                 }
             }
         }
+        Err(StoreError::Redis(format!(
+            "the store is too busy: {MAX_UPDATE_ATTEMPTS} concurrent writes in a row got there first"
+        ))
+        .into())
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
@@ -513,15 +543,17 @@ impl Store for RedisStore {
                         .map_err(redis_error)?;
                 }
                 Some(at) if at <= cutoff => {
-                    let _: () = redis::pipe()
-                        .del(&key)
-                        .ignore()
-                        .zrem(BLOB_TIMES_KEY, hash)
-                        .ignore()
-                        .query_async(&mut connection)
+                    // Checked again in the script: a put_blob since the
+                    // read above renewed its time, and it stays.
+                    let gone: i64 = redis::Script::new(DELETE_IF_OLD)
+                        .key(&key)
+                        .key(BLOB_TIMES_KEY)
+                        .arg(hash)
+                        .arg(cutoff)
+                        .invoke_async(&mut connection)
                         .await
                         .map_err(redis_error)?;
-                    deleted += 1;
+                    deleted += usize::from(gone == 1);
                 }
                 Some(_) => {}
             }
