@@ -14,6 +14,7 @@ use crate::store::{Rejection, Store};
 use crate::validate::{BundleSummary, BundleValidator, check_tenant_policy, structural_check};
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State as Extract};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -70,9 +71,24 @@ pub struct Api {
     config: ApiConfig,
     /// Deep validations (compiles) running at once, over all tenants.
     validations: Arc<tokio::sync::Semaphore>,
-    /// Tenants with a validation running: one at a time each.
-    validating: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Each tenant's turn to validate: one runs at a time, a few wait.
+    validating: TenantTurns,
 }
+
+/// Each tenant's validation turn, by tenant name; an entry lives while a
+/// validation of the tenant runs or waits.
+type TenantTurns = Arc<std::sync::Mutex<BTreeMap<String, TenantTurn>>>;
+
+/// One tenant's turn: a single permit, and how many validations run or
+/// wait for it.
+struct TenantTurn {
+    permit: Arc<tokio::sync::Semaphore>,
+    users: usize,
+}
+
+/// How many validations of one tenant may wait behind the one running;
+/// more are refused with 429, so one tenant cannot queue up without bound.
+pub const VALIDATIONS_WAITING_PER_TENANT: usize = 8;
 
 /// How many deep validations (compiles) may run at once: each may take a
 /// core and a few hundred MB, on a machine that also serves requests.
@@ -96,17 +112,25 @@ impl Api {
     }
 }
 
-/// A tenant's one validation in progress; the tenant may start another
+/// A tenant's one validation in progress; the tenant's next one starts
 /// once this is dropped (when the validation has really ended).
 struct Validating {
     tenant: String,
-    tenants: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    tenants: TenantTurns,
+    /// Held once the turn has come; `None` while waiting for it.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Validating {
     fn drop(&mut self) {
+        self.permit.take();
         let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-        tenants.remove(&self.tenant);
+        if let Some(turn) = tenants.get_mut(&self.tenant) {
+            turn.users -= 1;
+            if turn.users == 0 {
+                tenants.remove(&self.tenant);
+            }
+        }
     }
 }
 
@@ -296,20 +320,37 @@ impl Api {
         files: &bundle::BundleFiles,
         variables: &BTreeMap<String, String>,
     ) -> ApiResult<BundleSummary> {
-        let busy = {
+        let (mut busy, turn) = {
             let mut tenants = self.validating.lock().unwrap_or_else(|e| e.into_inner());
-            if !tenants.insert(tenant.name.clone()) {
+            let turn = tenants
+                .entry(tenant.name.clone())
+                .or_insert_with(|| TenantTurn {
+                    permit: Arc::new(tokio::sync::Semaphore::new(1)),
+                    users: 0,
+                });
+            // Besides this one: the one running and those waiting.
+            if turn.users > VALIDATIONS_WAITING_PER_TENANT {
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "validation_busy",
-                    "another deploy or variables change of this tenant is being checked; retry when it is done",
+                    format!(
+                        "{VALIDATIONS_WAITING_PER_TENANT} deploys or variables changes of this tenant are already waiting to be checked; retry when they are done"
+                    ),
                 ));
             }
-            Validating {
+            turn.users += 1;
+            let guard = Validating {
                 tenant: tenant.name.clone(),
                 tenants: self.validating.clone(),
-            }
+                permit: None,
+            };
+            (guard, turn.permit.clone())
         };
+        busy.permit = Some(
+            turn.acquire_owned()
+                .await
+                .map_err(|e| ApiError::internal(format!("validation turn: {e}")))?,
+        );
         let dir = tempfile::tempdir().map_err(|e| ApiError::internal(format!("temp dir: {e}")))?;
         bundle::write_files(files, dir.path())
             .map_err(|e| ApiError::internal(format!("unpacking: {e}")))?;
@@ -858,9 +899,11 @@ async fn delete_app(
     Extract(api): Shared,
     headers: HeaderMap,
     Path((tenant, app)): Path<(String, String)>,
-    Query(DeleteApp { purge }): Query<DeleteApp>,
+    query: Result<Query<DeleteApp>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
     api.tenant_for(&headers, &tenant).await?;
+    let Query(DeleteApp { purge }) =
+        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     api.change_tenant(&tenant, |tenant_record| {
         if purge {
             // Its domains go with it.
@@ -998,4 +1041,93 @@ async fn remove_domain(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A validator that holds every check until it is let go.
+    struct Held(Arc<tokio::sync::Semaphore>);
+
+    #[async_trait::async_trait]
+    impl BundleValidator for Held {
+        async fn validate(
+            &self,
+            _: &TenantRecord,
+            _: &std::path::Path,
+            _: &BTreeMap<String, String>,
+        ) -> Result<(), String> {
+            let _ = self.0.acquire().await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    fn static_files() -> bundle::BundleFiles {
+        let manifest = "spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\nstatic_response = { status_code = 200, body = \"hi\" }\n";
+        bundle::BundleFiles::from([(bundle::MANIFEST.to_string(), manifest.as_bytes().to_vec())])
+    }
+
+    #[tokio::test]
+    async fn a_tenant_s_checks_wait_their_turn_and_a_flood_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(&format!("file:{}", dir.path().display()))
+            .await
+            .unwrap();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let config = ApiConfig {
+            base_domain: "okra.test".into(),
+            admin_token_hash: String::new(),
+            max_bundle_bytes: 1 << 20,
+            bundle_limits: BundleLimits::default(),
+            validation_timeout: Duration::from_secs(600),
+            reserved_hosts: BTreeSet::new(),
+            quotas: Quotas::default(),
+            default_limits: Limits::default(),
+        };
+        let api = Arc::new(Api::new(store, Arc::new(Held(gate.clone())), None, config));
+        let tenant = |name: &str| TenantRecord {
+            name: name.into(),
+            ..TenantRecord::default()
+        };
+        // One running and the most that may wait.
+        let mut checks = Vec::new();
+        for _ in 0..=VALIDATIONS_WAITING_PER_TENANT {
+            let (api, acme) = (api.clone(), tenant("acme"));
+            checks.push(tokio::spawn(async move {
+                api.check_app(&acme, &static_files(), &BTreeMap::new())
+                    .await
+            }));
+        }
+        let registered = || api.validating.lock().unwrap().get("acme").map(|t| t.users);
+        while registered() != Some(VALIDATIONS_WAITING_PER_TENANT + 1) {
+            tokio::task::yield_now().await;
+        }
+        let refused = api
+            .check_app(&tenant("acme"), &static_files(), &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (refused.status.as_u16(), refused.code),
+            (429, "validation_busy")
+        );
+        // Another tenant is not refused for acme's queue (it waits only for
+        // a node-wide slot).
+        let other = {
+            let api = api.clone();
+            tokio::spawn(async move {
+                api.check_app(&tenant("other"), &static_files(), &BTreeMap::new())
+                    .await
+            })
+        };
+        gate.add_permits(1000);
+        for check in checks {
+            assert!(check.await.unwrap().is_ok());
+        }
+        assert!(other.await.unwrap().is_ok());
+        assert!(
+            api.validating.lock().unwrap().is_empty(),
+            "turns are forgotten once nobody waits"
+        );
+    }
 }

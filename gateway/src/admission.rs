@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tenant_config::Limits;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Every tenant's admission state, by tenant name.
 pub struct Admissions {
@@ -86,8 +86,55 @@ impl Admissions {
 }
 
 /// A tenant's CPU turns: at least one.
-fn turns(cpu_parallelism: u32) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(cpu_parallelism.max(1) as usize))
+fn turns(cpu_parallelism: u32) -> Arc<TurnPool> {
+    Arc::new(TurnPool {
+        permits: Arc::new(Semaphore::new(cpu_parallelism.max(1) as usize)),
+        freed: Notify::new(),
+    })
+}
+
+/// A tenant's CPU turns. A free turn goes to a guest that asks for it while
+/// it is being polled, never to a queued waiter nobody polls: a chained
+/// callee is driven by its caller, so a turn queued for a callee whose
+/// caller itself waits for a turn would be held by neither, and both would
+/// wait until their deadline.
+struct TurnPool {
+    permits: Arc<Semaphore>,
+    /// Wakes the guests waiting for a turn when one is given back.
+    freed: Notify,
+}
+
+impl TurnPool {
+    /// Waits until a turn is free and takes it.
+    async fn take(self: &Arc<Self>) -> Turn {
+        loop {
+            let freed = self.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            // Registered before trying, so a turn given back in between
+            // still wakes this guest.
+            freed.as_mut().enable();
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                return Turn {
+                    permit: Some(permit),
+                    pool: self.clone(),
+                };
+            }
+            freed.await;
+        }
+    }
+}
+
+/// A turn a guest holds; given back (and the waiting guests woken) on drop.
+struct Turn {
+    permit: Option<OwnedSemaphorePermit>,
+    pool: Arc<TurnPool>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.permit.take();
+        self.pool.freed.notify_waiters();
+    }
 }
 
 /// One tenant's instance count and its cap.
@@ -99,7 +146,7 @@ pub struct TenantAdmission {
     tick: Duration,
     /// The tenant's CPU turns and how many there are; replaced whole when
     /// the number changes (turns held from the old one go back to it).
-    cpu_turns: Mutex<(u32, Arc<Semaphore>)>,
+    cpu_turns: Mutex<(u32, Arc<TurnPool>)>,
     rates: Mutex<Rates>,
 }
 
@@ -182,14 +229,14 @@ impl TenantAdmission {
         if let Some(bucket) = &app_bucket {
             bucket.check()?;
         }
-        if let Some(bucket) = tenant_bucket {
-            if let Err(wait) = bucket.check() {
-                // The request is refused: the app's token was not used.
-                if let Some(app) = &app_bucket {
-                    app.refund();
-                }
-                return Err(wait);
+        if let Some(bucket) = tenant_bucket
+            && let Err(wait) = bucket.check()
+        {
+            // The request is refused: the app's token was not used.
+            if let Some(app) = &app_bucket {
+                app.refund();
             }
+            return Err(wait);
         }
         Ok(())
     }
@@ -215,7 +262,7 @@ impl TenantAdmission {
 /// turn itself) never keeps a turn from the others for long.
 #[derive(Clone)]
 pub struct CpuTurn {
-    turns: Arc<Semaphore>,
+    turns: Arc<TurnPool>,
     held: Arc<Mutex<Held>>,
     waiting: IntGauge,
     tick: Duration,
@@ -226,7 +273,7 @@ pub struct CpuTurn {
 #[derive(Default)]
 struct Held {
     turn: u64,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Turn>,
 }
 
 impl CpuTurn {
@@ -254,10 +301,7 @@ impl CpuTurn {
             waiting.inc();
             // Counted until the turn comes, or the guest is dropped waiting.
             let counted = scopeguard(move || waiting.dec());
-            // The semaphore is never closed, so this always gets a permit.
-            let Ok(permit) = turns.acquire_owned().await else {
-                return;
-            };
+            let permit = turns.take().await;
             drop(counted);
             let turn = {
                 let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
@@ -382,6 +426,24 @@ mod tests {
         // on itself.
         second.next().await;
         second.next().await;
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_turn_is_never_left_with_a_guest_nobody_polls() {
+        let all = admissions();
+        let acme = all.tenant("acme", &limits(10), 1);
+        let (caller, callee) = (acme.cpu_turn(), acme.cpu_turn());
+        caller.next().await;
+        // The callee queues for the only turn, then is not polled again:
+        // its driver is the caller, which is about to wait for a turn too.
+        let mut callee_waits = poll_by_hand(callee.next());
+        assert!(callee_waits().is_pending(), "it yields first");
+        assert!(callee_waits().is_pending(), "then waits for the turn");
+        tokio::time::timeout(Duration::from_secs(5), caller.next())
+            .await
+            .expect("the caller takes the turn it gave back");
+        caller.release();
+        assert!(callee_waits().is_ready(), "the callee takes it once polled");
     }
 
     /// Polls a future by hand, outside any executor's scheduling.

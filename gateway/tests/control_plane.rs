@@ -685,6 +685,15 @@ async fn tenant_quotas_hold_and_old_versions_go() {
     assert_eq!(delete_app(node.api, &acme, "acme", "api").await, 204);
     let (status, body) = deploy_third().await;
     quota(status, &body, "at most 2 apps");
+    let (status, body) = call(
+        node.api,
+        "DELETE",
+        "/v1/tenants/acme/apps/api?purge=maybe",
+        Some(&acme),
+        "",
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_query");
     let purge = "/v1/tenants/acme/apps/api?purge=true";
     assert_eq!(
         call(node.api, "DELETE", purge, Some(&acme), "").await.0,
@@ -695,7 +704,7 @@ async fn tenant_quotas_hold_and_old_versions_go() {
 
     // Kept versions' bytes together: a bundle that would take the tenant
     // past 4000 bytes is refused before its blobs are stored.
-    let big = format!("{}", "b".repeat(3000));
+    let big = "b".repeat(3990);
     let (status, body) = deploy(
         node.api,
         &acme,
@@ -1198,7 +1207,7 @@ async fn stored_variables_reach_the_guest_and_are_never_read_back() {
 }
 
 /// `PUT /v1/tenants/acme/limits` as the admin.
-async fn put_limits(api: std::net::SocketAddr, limits: &str) -> (u16, serde_json::Value) {
+async fn put_limits(api: std::net::SocketAddr, limits: &'static str) -> (u16, serde_json::Value) {
     call(api, "PUT", "/v1/tenants/acme/limits", Some(ADMIN), limits).await
 }
 
