@@ -1,4 +1,4 @@
-//! The REST API (DESIGN §4) on axum: tenants, limits, policies, app deploys
+//! The REST API on axum: tenants, limits, policies, app deploys
 //! with versions and rollback, variables and custom domains. Every refusal is
 //! a JSON `{"error":{"code","message"}}`; nothing is written until a request
 //! has passed every check.

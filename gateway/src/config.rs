@@ -2,8 +2,8 @@
 //! a flag and an `OKRA_*` environment variable. Flags beat the file; the file
 //! beats the defaults.
 
+use crate::guest::engine::RuntimeConfig;
 use crate::outbound::OutboundConfig;
-use crate::runtime::RuntimeConfig;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use control_plane::quotas::Quotas;
@@ -234,6 +234,15 @@ impl Default for OperatorConfig {
 }
 
 impl OperatorConfig {
+    /// The edge's worker threads: `threads`, or one per CPU.
+    pub fn edge_threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.threads
+        }
+    }
+
     /// Defaults, then the `--config` file, then flags and environment.
     pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
         let mut config = match &cli.config {

@@ -4,29 +4,32 @@
 //! swapping each new snapshot in; and serves the embedded REST API, whose
 //! deploys are checked by loading the app exactly as the edge would.
 
+use crate::app::builder::{SnapshotBuilder, tenant_spec};
+use crate::app::watcher::Watcher;
 use crate::app::{App, AppServices, AppSource, Snapshot};
 use crate::config::OperatorConfig;
+use crate::guest::admission::Admissions;
+use crate::guest::engine::Runtime;
 use crate::metrics::Metrics;
-use crate::snapshot_builder::{SnapshotBuilder, tenant_spec};
+use crate::outbound::{Outbound, Peers};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use control_plane::api::{Api, ApiConfig};
 use control_plane::bundle::BundleLimits;
-use control_plane::model::{State, TenantRecord};
+use control_plane::model::TenantRecord;
 use control_plane::store::Store;
 use control_plane::validate::BundleValidator;
-use std::collections::{BTreeMap, BTreeSet};
+use pingora::lb::LoadBalancer;
+use pingora::lb::selection::RoundRobin;
+use pingora::services::background::GenBackgroundService;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tenant_config::Limits;
 use tenant_config::paths::PathScope;
 
-/// How often the watcher compares versions even without a notification.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest wait between attempts to build apps that failed.
-const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 /// How long compiling a deploy's components may take.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -87,16 +90,12 @@ pub fn start(
         static_apps,
     );
     let status = builder.status();
-    let mut watcher = Watcher {
-        store: store.clone(),
+    let mut watcher = Watcher::new(
+        store.clone(),
         builder,
-        swap: swap.clone(),
-        metrics: services.metrics.clone(),
-        served: None,
-        state: None,
-        retry: None,
-        last_collected: tokio::time::Instant::now(),
-    };
+        swap.clone(),
+        services.metrics.clone(),
+    );
     // The edge starts with the store's apps; a store that is down now (Redis
     // restarting) is caught up with by the watcher.
     if let Err(e) = runtime.block_on(watcher.reload(true)) {
@@ -118,8 +117,6 @@ pub fn start(
 /// How long a gateway taking over in a graceful upgrade waits for the old
 /// one to let go of the API's port.
 const API_TAKEOVER_WAIT: Duration = Duration::from_secs(120);
-/// How often a gateway looks for bundle directories nothing uses any more.
-const BUNDLE_GC_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the process that serves the API collects the store's garbage.
 const GC_INTERVAL: Duration = Duration::from_secs(600);
 /// How old an unreferenced blob must be before it goes: far longer than a
@@ -184,7 +181,7 @@ pub fn run_control_plane(config: &OperatorConfig) -> anyhow::Result<()> {
         .control
         .store_url(false)
         .context("the control plane needs a store")?;
-    let (services, _) = crate::server::app_services(config)?;
+    let (services, _) = app_services(config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let store = runtime
         .block_on(control_plane::store::open(&url))
@@ -282,109 +279,6 @@ pub fn serve_api(
     Ok(())
 }
 
-/// Follows the store and swaps snapshots in.
-struct Watcher {
-    store: Arc<dyn Store>,
-    builder: SnapshotBuilder,
-    swap: Arc<ArcSwap<Snapshot>>,
-    metrics: Arc<Metrics>,
-    /// The store version the current snapshot was built from.
-    served: Option<u64>,
-    /// The state that snapshot was built from, brought up to date by the
-    /// tenants that changed since (a full load only when the log does not
-    /// reach back far enough).
-    state: Option<State>,
-    /// When the last build left apps unbuilt: when to try them again, and
-    /// how long to wait after that (doubling up to [`MAX_RETRY_INTERVAL`]).
-    retry: Option<(tokio::time::Instant, Duration)>,
-    /// When unused bundle directories were last looked for.
-    last_collected: tokio::time::Instant,
-}
-
-impl Watcher {
-    /// Builds a snapshot of the store's current state and swaps it in;
-    /// `everything` looks at every app again (to retry failed builds).
-    async fn reload(&mut self, everything: bool) -> anyhow::Result<()> {
-        let (state, changed) = self.current_state().await?;
-        let changed = changed.filter(|_| !everything);
-        let report = self.builder.build(&state, changed.as_ref()).await;
-        self.swap.store(Arc::new(report.snapshot));
-        self.served = Some(state.version);
-        self.retry = if report.failures == 0 {
-            None
-        } else {
-            // A failure may pass (a blob fetch during a store blip, a full
-            // disk): build again later even if nothing changes.
-            let wait = self.retry.map_or(POLL_INTERVAL, |(_, last)| {
-                (last * 2).min(MAX_RETRY_INTERVAL)
-            });
-            Some((tokio::time::Instant::now() + wait, wait))
-        };
-        self.metrics.config_version.set(state.version as i64);
-        let version = state.version;
-        self.state = Some(state);
-        let result = if report.failures == 0 { "ok" } else { "error" };
-        self.metrics
-            .config_reloads_total
-            .with_label_values(&[result])
-            .inc();
-        tracing::info!(version, failures = report.failures, "configuration loaded");
-        Ok(())
-    }
-
-    /// The store's state now: what was served plus what changed since (and
-    /// which tenants those are), or everything when there is nothing to start
-    /// from.
-    async fn current_state(&mut self) -> anyhow::Result<(State, Option<BTreeSet<String>>)> {
-        if let (Some(mut state), Some(served)) = (self.state.take(), self.served) {
-            match self.store.changes_since(served).await {
-                Ok(Some(changes)) => {
-                    let changed = changes.tenants.keys().cloned().collect();
-                    changes.apply_to(&mut state);
-                    return Ok((state, Some(changed)));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.state = Some(state);
-                    return Err(e.into());
-                }
-            }
-        }
-        Ok((self.store.load().await?, None))
-    }
-
-    async fn run(mut self) {
-        let mut feed = self.store.subscribe();
-        loop {
-            tokio::select! {
-                changed = feed.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep(POLL_INTERVAL).await;
-                    }
-                }
-                _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            }
-            let retry_due = self
-                .retry
-                .is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
-            self.builder.forget_released_tenants();
-            if self.last_collected.elapsed() >= BUNDLE_GC_INTERVAL {
-                self.builder.collect_bundle_dirs();
-                self.last_collected = tokio::time::Instant::now();
-            }
-            match self.store.version().await {
-                Ok(version) if Some(version) == self.served && !retry_due => {}
-                Ok(_) => {
-                    if let Err(e) = self.reload(retry_due).await {
-                        tracing::warn!("reloading from the store: {e:#}");
-                    }
-                }
-                Err(e) => tracing::debug!("store version: {e}"),
-            }
-        }
-    }
-}
-
 /// Refuses deploys whose app would not load here: components that do not
 /// compile or import what Okra cannot provide, bad policies, missing variables.
 pub struct GatewayValidator {
@@ -419,6 +313,41 @@ impl BundleValidator for GatewayValidator {
         .map_err(|e| format!("the compile task failed: {e}"))?
         .map_err(|e| format!("{e:#}"))
     }
+}
+
+/// The engine, outbound and metrics every app shares, plus the peers'
+/// health-check service.
+pub fn app_services(
+    config: &OperatorConfig,
+) -> anyhow::Result<(
+    Arc<AppServices>,
+    GenBackgroundService<LoadBalancer<RoundRobin>>,
+)> {
+    let metrics = Arc::new(Metrics::new()?);
+    let (peers, peer_health) = Peers::new(&config.self_route_peers(), metrics.clone())?;
+    let mut runtime_config = config.runtime.clone();
+    if let Some(url) = config.control.store_url(!config.apps.is_empty())
+        && runtime_config.compile_cache_dir.is_none()
+    {
+        runtime_config.compile_cache_dir = Some(data_dir(config, &url).join("cache/compiled"));
+    }
+    let tick = runtime_config.epoch_tick();
+    let services = Arc::new(AppServices {
+        runtime: Runtime::new(runtime_config)?,
+        outbound: Arc::new(Outbound::new(
+            config.outbound.clone(),
+            metrics.clone(),
+            peers,
+        )?),
+        admissions: Arc::new(Admissions::new(
+            metrics.tenant_inflight_requests.clone(),
+            metrics.tenant_cpu_waiting.clone(),
+            tick,
+        )),
+        default_cpu_parallelism: (config.edge_threads() / 2).max(1) as u32,
+        metrics,
+    });
+    Ok((services, peer_health))
 }
 
 #[cfg(test)]

@@ -1,27 +1,20 @@
 //! Okra's data plane: the Pingora edge, the Wasmtime runtime that runs each
 //! request in a fresh component instance, limits, and metrics.
+//!
+//! Layers, each importing only those after it: `edge` (the Pingora app),
+//! `app` (apps, snapshots, the store watcher, chaining), `guest` (engines,
+//! instances, host interfaces, admission), `outbound` (guests' HTTP sends),
+//! `context` (what a request carries). `metrics` and `logging` are leaves
+//! anyone may use; `config`, `control` and `server` wire the process
+//! together above all of them. See `ARCHITECTURE.md`.
 
-pub mod admission;
 pub mod app;
-pub mod component;
 pub mod config;
+pub mod context;
 pub mod control;
-pub mod direct_p2;
 pub mod edge;
-pub mod guest_output;
-pub mod guest_request;
-pub mod guest_state;
-pub mod host_table;
-pub mod inbound;
+pub mod guest;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
-pub mod rate_limit;
-pub mod ready_body;
-pub mod request_body;
-pub mod request_link;
-pub mod runtime;
 pub mod server;
-pub mod snapshot_builder;
-pub mod spin_stubs;
-pub mod spin_variables;

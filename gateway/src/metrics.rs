@@ -1,4 +1,4 @@
-//! Prometheus metrics (names and labels as in DESIGN §4) and the
+//! Prometheus metrics, the labels components are counted by, and the
 //! `--metrics-listen` endpoint serving `/metrics`, `/healthz` and `/readyz`.
 
 use async_trait::async_trait;
@@ -319,4 +319,12 @@ mod tests {
         );
         assert!(text.contains(r#"okra_outbound_pool_connections{tenant="beta"} 1"#));
     }
+}
+
+/// Who a component belongs to, for metrics and logs.
+#[derive(Clone, Debug)]
+pub struct ComponentLabels {
+    pub tenant: String,
+    pub app: String,
+    pub component: String,
 }

@@ -2,20 +2,14 @@
 //! (store, watcher, embedded API), the Pingora edge listener, the metrics
 //! listener and the self-route peers' health checks.
 
-use crate::admission::Admissions;
-use crate::app::{App, AppServices, AppSource, TenantSpec};
+use crate::app::{App, AppSource, TenantSpec};
 use crate::config::OperatorConfig;
 use crate::edge::Edge;
-use crate::metrics::{Metrics, MetricsApp};
-use crate::outbound::{Outbound, Peers};
-use crate::runtime::Runtime;
+use crate::metrics::MetricsApp;
 use anyhow::Context as _;
 use pingora::apps::http_app::HttpServer;
-use pingora::lb::LoadBalancer;
-use pingora::lb::selection::RoundRobin;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,54 +18,9 @@ use tenant_config::PathScope;
 /// Tenant name for apps given with `--app`.
 pub const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
 
-/// The engine, outbound and metrics every app shares, plus the peers'
-/// health-check service.
-pub fn app_services(
-    config: &OperatorConfig,
-) -> anyhow::Result<(
-    Arc<AppServices>,
-    GenBackgroundService<LoadBalancer<RoundRobin>>,
-)> {
-    let metrics = Arc::new(Metrics::new()?);
-    let (peers, peer_health) = Peers::new(&config.self_route_peers(), metrics.clone())?;
-    let mut runtime_config = config.runtime.clone();
-    if let Some(url) = config.control.store_url(!config.apps.is_empty())
-        && runtime_config.compile_cache_dir.is_none()
-    {
-        runtime_config.compile_cache_dir =
-            Some(crate::control::data_dir(config, &url).join("cache/compiled"));
-    }
-    let tick = runtime_config.epoch_tick();
-    let services = Arc::new(AppServices {
-        runtime: Runtime::new(runtime_config)?,
-        outbound: Arc::new(Outbound::new(
-            config.outbound.clone(),
-            metrics.clone(),
-            peers,
-        )?),
-        admissions: Arc::new(Admissions::new(
-            metrics.tenant_inflight_requests.clone(),
-            metrics.tenant_cpu_waiting.clone(),
-            tick,
-        )),
-        default_cpu_parallelism: (edge_threads(config) / 2).max(1) as u32,
-        metrics,
-    });
-    Ok((services, peer_health))
-}
-
-/// The edge's worker threads: `threads`, or one per CPU.
-fn edge_threads(config: &OperatorConfig) -> usize {
-    if config.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        config.threads
-    }
-}
-
 /// Builds the server; `run_forever` on the result serves until a signal.
 pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
-    let (services, peer_health) = app_services(config)?;
+    let (services, peer_health) = crate::control::app_services(config)?;
     let metrics = services.metrics.clone();
     let variable = |name: &str| config.variable(name);
     let mut static_apps = Vec::new();
@@ -94,7 +43,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     }
     let snapshot = crate::control::start(config, services, static_apps)?;
 
-    let threads = edge_threads(config);
+    let threads = config.edge_threads();
     let upgrade_sock = config.upgrade_sock();
     if let Some(dir) = upgrade_sock.parent() {
         std::fs::create_dir_all(dir)

@@ -227,7 +227,9 @@ mod tests {
         t.route(path).map(|(_, h, _)| *h)
     }
 
-    /// research spin-semantics §4.2, first table row.
+    /// Spin's own example: an exact route matches only its own path (and a
+    /// trailing slash), a wildcard everything under its prefix, and the
+    /// catch-all the rest.
     #[test]
     fn users_wildcard_admin_and_catch_all() {
         let t = table(&["/users/...", "/users/admin", "/..."]);

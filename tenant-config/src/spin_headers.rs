@@ -1,5 +1,5 @@
 //! The headers Spin adds to every inbound request, computed exactly as Spin
-//! computes them (research spin-semantics §4.3). Unlike Spin, client-sent
+//! computes them (Spin's `spin-*` request headers). Unlike Spin, client-sent
 //! `spin-*` headers are removed first, so a client cannot forge them.
 
 use crate::routes::{RouteMatch, RoutePattern};

@@ -1,4 +1,4 @@
-//! Application variables as Spin resolves them (research spin-semantics §6):
+//! Application variables as Spin resolves them:
 //! every `[variables]` entry takes the first value a provider has, else its
 //! `default`; a `required` variable no provider answers fails the load,
 //! naming it. Each component then sees only its own

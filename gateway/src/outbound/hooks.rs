@@ -1,6 +1,6 @@
 //! The per-instance wasi:http hook and the send path every guest request
 //! takes. `allowed_outbound_hosts` decides first, for every kind of request;
-//! then the request goes one of three ways (DESIGN §2):
+//! then the request goes one of three ways:
 //!
 //! - `<id>.spin.internal`: chained in-process to a component of the same app;
 //! - relative, `self` or `self.alt`: a self-route through the peers' load
@@ -15,11 +15,10 @@
 
 use super::audit::{AuditRecord, redact_query};
 use super::body::{BodyOutcome, CappedBody, report_outcome};
-use super::chaining::AppComponents;
 use super::pool::{SendFailure, Timeouts};
 use super::{Outbound, TenantPools};
-use crate::component::ComponentLabels;
-use crate::inbound::{HOPS_HEADER, InboundContext};
+use crate::context::inbound::{HOPS_HEADER, InboundContext};
+use crate::metrics::ComponentLabels;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use std::future::Future;
@@ -29,6 +28,20 @@ use tenant_config::allowed_hosts::SERVICE_CHAINING_SUFFIX;
 use tenant_config::policy::{PolicyChain, RequestFacts, Settings};
 use tenant_config::{AllowedHosts, OutboundUrl};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Where `<id>.spin.internal` requests go: the caller's own app, which runs
+/// component `id` in-process. Implemented above this layer (the app knows
+/// its components), so outbound never depends on how guests are run.
+#[async_trait::async_trait]
+pub trait ChainTarget: Send + Sync {
+    /// Runs component `id` of the app for `request`.
+    async fn call(
+        &self,
+        id: &str,
+        request: http::Request<WasiBody>,
+        inbound: &InboundContext,
+    ) -> Result<http::Response<WasiBody>, SendFailure>;
+}
 
 /// What one component may reach, under which policy, through which pool.
 pub struct ComponentOutbound {
@@ -42,7 +55,7 @@ pub struct ComponentOutbound {
     /// The tenant's pools.
     pub pools: TenantPools,
     /// The components of this component's app, for chaining.
-    pub app: Arc<AppComponents>,
+    pub app: Arc<dyn ChainTarget>,
     pub outbound: Arc<Outbound>,
 }
 

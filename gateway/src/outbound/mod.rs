@@ -1,7 +1,7 @@
 //! Outbound HTTP from guests. Every wasi:http send (0.2 and 0.3) arrives at
 //! [`OutboundHooks::send_request`], which checks the component's
-//! `allowed_outbound_hosts`, then chains `*.spin.internal` requests
-//! in-process, sends self-routes to a peer, and hands everything else,
+//! `allowed_outbound_hosts`, then hands `*.spin.internal` requests to the
+//! app's [`ChainTarget`] (in-process), sends self-routes to a peer, and hands everything else,
 //! after Okra's `http.fetch` policy (operator, tenant, app and component
 //! scopes), to its tenant's pool; the pool's connector resolves the host and
 //! refuses blocked networks before it dials. A refusal reaches the guest as
@@ -10,7 +10,6 @@
 mod audit;
 mod block_networks;
 mod body;
-mod chaining;
 mod connector;
 mod hooks;
 mod peers;
@@ -18,13 +17,13 @@ mod pool;
 mod resolver;
 
 pub use block_networks::BlockedNetworks;
-pub use chaining::AppComponents;
-pub use hooks::{ComponentOutbound, OutboundHooks, inject_headers};
+pub use body::CappedBody;
+pub use hooks::{ChainTarget, ComponentOutbound, OutboundHooks, inject_headers};
 pub use peers::Peers;
-pub use pool::{TenantPool, Timeouts};
+pub use pool::{SendFailure, TenantPool, Timeouts};
 pub use resolver::Resolver;
 
-use crate::inbound::JwtVerifier;
+use crate::context::inbound::JwtVerifier;
 use crate::metrics::Metrics;
 use anyhow::Context as _;
 use audit::AuditLog;

@@ -1,5 +1,5 @@
-//! Spin's conformance rows (research `spin-semantics.md` §1.5, tables A–E),
-//! plus cases Spin's own suite does not have.
+//! Spin's own rules for `allowed_outbound_hosts` (schemes, hosts, ports, wildcards,
+//! CIDR, variables and `self`), plus cases Spin's own suite does not have.
 
 use super::*;
 use std::net::{Ipv4Addr, Ipv6Addr};

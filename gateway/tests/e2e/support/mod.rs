@@ -1,8 +1,6 @@
 //! Starts the real `gateway` binary on free ports and talks to it over real
 //! sockets: a hyper client for ordinary requests, raw TCP for framing tests.
 
-#![allow(dead_code)]
-
 pub mod control;
 pub mod upstream;
 

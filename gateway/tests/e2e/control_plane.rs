@@ -3,18 +3,16 @@
 //! delete, domains, variables, hostile callers and bundles, crash safety, and
 //! hot swap under load.
 
-mod support;
-
+use crate::support::control::{
+    ADMIN, assert_error, call, create_tenant, delete_app, deploy, get_json, host, node_with_web,
+    rollback, start_node, static_bundle, until_gone, until_served,
+};
+use crate::support::{get, wait_metrics};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use support::control::{
-    ADMIN, assert_error, call, create_tenant, delete_app, deploy, get_json, host, node_with_web,
-    rollback, start_node, static_bundle, until_gone, until_served,
-};
-use support::{get, wait_metrics};
 
 fn file_store(dir: &tempfile::TempDir) -> String {
     format!("file:{}", dir.path().display())
@@ -774,7 +772,9 @@ async fn metric_series_of_gone_apps_and_tenants_are_removed() {
     let copy = r#"okra_http_requests_total{app="copy",component="",status="200",tenant="acme"}"#;
     let mut text = String::new();
     for _ in 0..500 {
-        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        text = crate::support::metrics_get(&node.gateway, "/metrics")
+            .await
+            .1;
         if text.contains(series) && text.contains(copy) {
             break;
         }
@@ -790,7 +790,9 @@ async fn metric_series_of_gone_apps_and_tenants_are_removed() {
     until_gone(&node.gateway, &web).await;
     let mut text = String::new();
     for _ in 0..500 {
-        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        text = crate::support::metrics_get(&node.gateway, "/metrics")
+            .await
+            .1;
         if !text.contains(series) {
             break;
         }
@@ -801,7 +803,9 @@ async fn metric_series_of_gone_apps_and_tenants_are_removed() {
     assert_eq!(status, 204);
     let mut text = String::new();
     for _ in 0..500 {
-        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        text = crate::support::metrics_get(&node.gateway, "/metrics")
+            .await
+            .1;
         if !text.contains(r#"tenant="acme""#) {
             break;
         }
@@ -893,7 +897,7 @@ async fn write_behind_the_api(
 }
 
 /// Waits until the gateway serves store version `version`.
-async fn until_version(gateway: &support::Gateway, version: u64) {
+async fn until_version(gateway: &crate::support::Gateway, version: u64) {
     let line = format!("okra_config_version {version}");
     wait_metrics(gateway, &[&line]).await;
 }
@@ -904,10 +908,14 @@ async fn until_version(gateway: &support::Gateway, version: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_hosts_are_reserved() {
     let data = tempfile::tempdir().unwrap();
-    let operator = support::control::static_app("op", "operator app");
+    let operator = crate::support::control::static_app("op", "operator app");
     let manifest = operator.path().join("spin.toml");
     let shop_flag = format!("Shop.Example.com={}", manifest.display());
-    let api_flag = format!("api.acme.{}={}", support::control::BASE, manifest.display());
+    let api_flag = format!(
+        "api.acme.{}={}",
+        crate::support::control::BASE,
+        manifest.display()
+    );
     let node = start_node(
         &file_store(&data),
         true,
@@ -976,7 +984,7 @@ async fn operator_hosts_are_reserved() {
 /// cannot bring JWT keys of its own to mint the claims that condition tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_policy_cannot_lift_the_operators() {
-    let up = support::upstream::Upstream::start().await;
+    let up = crate::support::upstream::Upstream::start().await;
     let port = up.port();
     let data = tempfile::tempdir().unwrap();
     let operator_policy = data.path().join("operator-acme.json");
@@ -1016,7 +1024,7 @@ async fn a_tenant_policy_cannot_lift_the_operators() {
                 .as_deref()
                 .map(|t| vec![("authorization", t)])
                 .unwrap_or_default();
-            support::send(gateway, "GET", &web, &path, &headers, bytes::Bytes::new())
+            crate::support::send(gateway, "GET", &web, &path, &headers, bytes::Bytes::new())
                 .await
                 .text()
         }
@@ -1052,7 +1060,7 @@ async fn a_tenant_policy_cannot_lift_the_operators() {
         "the tenant policy never applied: {seen}"
     );
     // The operator's condition still decides, with the operator's keys.
-    let minted = Some(support::bearer_jwt("tenant-secret", "internal"));
+    let minted = Some(crate::support::bearer_jwt("tenant-secret", "internal"));
     assert!(
         fetch("/bytes?n=3", None)
             .await
@@ -1065,7 +1073,7 @@ async fn a_tenant_policy_cannot_lift_the_operators() {
     );
     let granted = fetch(
         "/bytes?n=3",
-        Some(support::bearer_jwt("operator-secret", "internal")),
+        Some(crate::support::bearer_jwt("operator-secret", "internal")),
     )
     .await;
     assert!(granted.starts_with("status=200 "), "{granted}");
@@ -1104,7 +1112,9 @@ async fn a_failed_build_is_retried_without_a_new_store_write() {
     until_version(&node.gateway, version).await;
     let mut text = String::new();
     for _ in 0..500 {
-        text = support::metrics_get(&node.gateway, "/metrics").await.1;
+        text = crate::support::metrics_get(&node.gateway, "/metrics")
+            .await
+            .1;
         if text.contains("okra_config_reloads_total{result=\"error\"}") {
             break;
         }
@@ -1515,7 +1525,7 @@ async fn the_openapi_document_matches_the_served_api() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 15, "every endpoint of DESIGN §4 is documented");
+    assert_eq!(operations, 15, "every endpoint of the API is documented");
     let (status, body) = call(node.api, "GET", "/v1/nothing", None, "").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

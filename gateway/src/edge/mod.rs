@@ -1,15 +1,21 @@
 //! The public edge: a Pingora `HttpServerApp` (HTTP/1.1 keep-alive and h2c)
 //! that maps Host to an app, routes by Spin's rules and streams the request
 //! into a fresh guest instance and its response back out.
+//!
+//! The top layer of the data plane: `edge` uses `app`, `guest` and
+//! `context`; nothing below imports it.
+
+pub mod ready_body;
+pub mod request_body;
 
 use crate::app::{App, RouteTarget, Snapshot};
-use crate::component::ComponentRunner;
-use crate::guest_request::{GuestRequest, HOP_BY_HOP};
-use crate::inbound::InboundContext;
+use crate::context::inbound::InboundContext;
+use crate::edge::ready_body::{READY_BODY_LIMIT, ReadyBody};
+use crate::edge::request_body::ChannelBody;
+use crate::guest::component::ComponentRunner;
+use crate::guest::lifecycle::{GuestFailure, RequestLink};
+use crate::guest::request::{GuestRequest, HOP_BY_HOP};
 use crate::metrics::Metrics;
-use crate::ready_body::{READY_BODY_LIMIT, ReadyBody};
-use crate::request_body::ChannelBody;
-use crate::request_link::{RequestLink, StopCause};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,7 +31,6 @@ use std::time::Instant;
 use tenant_config::spin_headers::InboundRequest;
 use tenant_config::{RouteMatch, RoutePattern, StaticResponse};
 use wasmtime_wasi_http::WasiBody;
-use wasmtime_wasi_http::handler::ExpirationError;
 
 /// The edge application shared by every connection.
 pub struct Edge {
@@ -267,7 +272,8 @@ async fn run_component(
     let response = match response {
         Ok(r) => r,
         Err(e) => {
-            let (status, code, message) = classify_failure(&e, link.cause());
+            let failure = GuestFailure::classify(link.cause(), &e);
+            let (status, code, message) = (failure.status(), failure.code(), failure.message());
             tracing::debug!("request failed: {e:?}");
             let reusable = respond_error(session, status, code, message).await;
             return fail(
@@ -311,7 +317,8 @@ async fn run_component(
             Ok(ready) => ready,
             Err(e) => {
                 tracing::debug!("response body failed before its head was sent: {e}");
-                let reusable = respond_error(session, 500, "guest_error", GUEST_FAILED).await;
+                let failure = GuestFailure::Trap;
+                let reusable = respond_error(session, 500, failure.code(), failure.message()).await;
                 return fail(500, reusable && pump.is_none_or(|p| p.read_to_end()));
             }
         }
@@ -424,7 +431,7 @@ fn declared_length(session: &ServerSession) -> Result<Option<u64>, &'static str>
         .ok_or("Content-Length must be a single decimal number")
 }
 
-/// Builds the request the guest sees from the client's (see `crate::guest_request`).
+/// Builds the request the guest sees from the client's (see `crate::guest::request`).
 fn guest_request(
     session: &ServerSession,
     host: &str,
@@ -458,29 +465,6 @@ fn guest_request(
         request.headers_mut().insert(HOST, value);
     }
     Ok(request)
-}
-
-/// What a client is told when its app failed; the details go to the log.
-const GUEST_FAILED: &str = "the app failed while handling this request";
-
-/// Maps a failed guest run to the client's status, code and message. The
-/// message never contains guest details; those go to the log.
-fn classify_failure(
-    error: &wasmtime::Error,
-    cause: StopCause,
-) -> (u16, &'static str, &'static str) {
-    let interrupted = matches!(cause, StopCause::CpuBudget | StopCause::Deadline)
-        || error.downcast_ref::<ExpirationError>().is_some()
-        || error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt);
-    if interrupted {
-        (
-            504,
-            "guest_timeout",
-            "the app did not answer within its time limit",
-        )
-    } else {
-        (500, "guest_error", GUEST_FAILED)
-    }
 }
 
 fn empty_body() -> WasiBody {

@@ -2,10 +2,8 @@
 //! spin-sdk 7 over 0.3) make real requests through the gateway's hook and
 //! tenant pool to real upstream servers on 127.0.0.1.
 
-mod support;
-
-use support::upstream::Upstream;
-use support::{Gateway, get};
+use crate::support::upstream::Upstream;
+use crate::support::{Gateway, get};
 
 /// Writes an app whose components all run the test guests: `p2` and `p3`
 /// allow `allowed`, `closed` allows nothing, `open` allows `*://*:*`.
@@ -146,7 +144,7 @@ async fn allow_list_decides_for_p2_and_p3_guests() {
     assert_eq!(other.requests(), 0);
     assert_eq!(up.requests(), 6);
 
-    let text = support::wait_metrics(
+    let text = crate::support::wait_metrics(
         &gw,
         &[
             r#"okra_outbound_requests_total{app="outbound",kind="external",outcome="ok",tenant="local"} 6"#,
@@ -238,7 +236,7 @@ async fn ssrf_battery_gets_nothing_through_by_default() {
         assert_eq!(record["decision"], "deny", "{record}");
         assert_eq!(record["rule"], "block_networks", "{record}");
     }
-    support::wait_metrics(
+    crate::support::wait_metrics(
         &gw,
         &[&format!(
             r#"okra_outbound_failures_total{{reason="blocked_address",tenant="local"}} {prohibited}"#
@@ -291,7 +289,7 @@ async fn failures_reach_the_guest_as_error_codes() {
         text,
         "status=200 body=first body_error=connection read timeout"
     );
-    support::wait_metrics(
+    crate::support::wait_metrics(
         &gw,
         &[
             r#"okra_outbound_failures_total{reason="dns",tenant="local"} 2"#,
@@ -325,7 +323,7 @@ async fn the_tenant_pool_reuses_connections_and_caps_them() {
     // Ten requests, from fresh instances of two components, one connection.
     assert_eq!(up.requests(), 10);
     assert_eq!(up.connections(), 1);
-    support::wait_metrics(
+    crate::support::wait_metrics(
         &gw,
         &[
             r#"okra_outbound_pool_connects_total{tenant="local"} 1"#,
@@ -339,7 +337,7 @@ async fn the_tenant_pool_reuses_connections_and_caps_them() {
     let stall_query = format!("between_ms=5000&url=http://127.0.0.1:{port}/stall-body");
     let stalled = fetch(&gw, "open2", &stall_query);
     let limited = async {
-        support::wait_metrics(
+        crate::support::wait_metrics(
             &gw,
             &[r#"okra_outbound_requests_total{app="outbound",kind="external",outcome="ok",tenant="local"} 11"#],
         )
@@ -365,9 +363,9 @@ async fn fetch_as(
     component: &str,
     query: &str,
     headers: &[(&str, &str)],
-) -> support::Reply {
+) -> crate::support::Reply {
     let path = format!("/{component}/t/fetch?{query}");
-    support::send(
+    crate::support::send(
         gw,
         "GET",
         "out.localhost",
@@ -428,7 +426,7 @@ async fn okra_policies_decide_inject_correlate_and_audit() {
             audit.to_str().unwrap(),
         ],
     );
-    let internal = support::bearer_jwt("tenant-secret", "internal");
+    let internal = crate::support::bearer_jwt("tenant-secret", "internal");
     let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let caller = [
         ("authorization", internal.as_str()),
@@ -469,8 +467,8 @@ async fn okra_policies_decide_inject_correlate_and_audit() {
 
     // Each scope can deny: component (required header), app (method), tenant
     // (no token, a forged token, the wrong role).
-    let forged = support::bearer_jwt("not-the-secret", "internal");
-    let external = support::bearer_jwt("tenant-secret", "external");
+    let forged = crate::support::bearer_jwt("not-the-secret", "internal");
+    let external = crate::support::bearer_jwt("tenant-secret", "external");
     let denied = [
         ("p2", upstream_headers.clone(), internal.as_str()),
         (
@@ -596,7 +594,7 @@ fn a_bad_okra_json_stops_the_gateway_with_the_file_and_key() {
 /// not cover fails with a TLS certificate error.
 #[tokio::test]
 async fn https_upstreams_negotiate_h2_and_are_verified() {
-    let (ca_pem, tls) = support::upstream::tls_for(&["tls.test"]);
+    let (ca_pem, tls) = crate::support::upstream::tls_for(&["tls.test"]);
     let up = Upstream::start_tls(tls).await;
     let port = up.port();
     let dir = tempfile::tempdir().unwrap();

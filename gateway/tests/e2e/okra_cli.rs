@@ -2,12 +2,10 @@
 //! server and token from flags, environment or a config file; `okra up`
 //! serving an app for any Host; and build commands run from `spin.toml`.
 
-mod support;
-
+use crate::support::control::{ADMIN, host, start_node, until_served};
+use crate::support::{free_port, raw_request};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use support::control::{ADMIN, host, start_node, until_served};
-use support::{free_port, raw_request};
 
 fn okra(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_okra"))
@@ -120,7 +118,7 @@ async fn okra_manages_tenants_apps_domains_and_variables() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Okra API"));
 
     stdout(&okra(&["apps", "delete", "hello"], &env));
-    support::control::until_gone(&node.gateway, &host("hello", "acme")).await;
+    crate::support::control::until_gone(&node.gateway, &host("hello", "acme")).await;
 }
 
 #[test]

@@ -2,16 +2,20 @@
 //! the outbound hook, its variables, and the per-request limits (memory, CPU) with the flags
 //! that say which limit stopped it.
 
-use crate::admission::{CpuTurn, InstanceSlot};
+use crate::guest::admission::{CpuTurn, InstanceSlot};
+use crate::guest::lifecycle::{RequestLink, StopCause};
 use crate::outbound::OutboundHooks;
-use crate::request_link::{RequestLink, StopCause};
-use crate::spin_variables::ComponentVariables;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tenant_config::VariableValue;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// One component's variables, as its guests may read them.
+pub type ComponentVariables = Arc<BTreeMap<String, VariableValue>>;
 
 /// The data of one guest `Store`.
 pub struct GuestState {

@@ -1,10 +1,8 @@
 //! The edge end to end: hosts, routes, Spin headers, framing and streaming,
 //! against the real binary serving real spin-sdk 5 and 7 components.
 
-mod support;
-
+use crate::support::{Gateway, get, raw_request, send};
 use bytes::Bytes;
-use support::{Gateway, get, raw_request, send};
 
 #[tokio::test]
 async fn serves_spin_sdk_5_and_7_components_and_the_example() {
@@ -381,7 +379,7 @@ async fn metrics_health_and_readiness() {
     let gw = Gateway::start(&[]);
     let _ = get(&gw, "k.localhost", "/p2/t/hello").await;
     let _ = get(&gw, "k.localhost", "/p2/t/panic").await;
-    let text = support::wait_metrics(
+    let text = crate::support::wait_metrics(
         &gw,
         &[
             r#"okra_http_requests_total{app="kitchen",component="sdk5",status="200",tenant="local"} 1"#,
@@ -396,7 +394,7 @@ async fn metrics_health_and_readiness() {
         text.contains("okra_http_request_duration_seconds_bucket"),
         "{text}"
     );
-    assert_eq!(support::metrics_get(&gw, "/metrics").await.0, 200);
-    assert_eq!(support::metrics_get(&gw, "/healthz").await.0, 200);
-    assert_eq!(support::metrics_get(&gw, "/readyz").await.0, 200);
+    assert_eq!(crate::support::metrics_get(&gw, "/metrics").await.0, 200);
+    assert_eq!(crate::support::metrics_get(&gw, "/healthz").await.0, 200);
+    assert_eq!(crate::support::metrics_get(&gw, "/readyz").await.0, 200);
 }

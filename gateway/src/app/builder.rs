@@ -7,8 +7,8 @@
 //! compile once per distinct wasm (the runtime's cache). An app that fails to
 //! build keeps serving its previous build, and its status says why.
 
+use crate::app::host_table::HostTable;
 use crate::app::{App, AppServices, AppSource, Snapshot, TenantSpec};
-use crate::host_table::HostTable;
 use anyhow::Context as _;
 use control_plane::api::{AppStatus, StatusSource};
 use control_plane::hostnames::app_hosts;

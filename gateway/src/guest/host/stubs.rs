@@ -1,6 +1,6 @@
 //! "Unsupported" implementations of Spin platform interfaces Okra does not
 //! provide yet (key-value, llm, redis, sqlite, mysql, postgres, mqtt,
-//! wasi:keyvalue, ...). Variables are real: see `spin_variables`.
+//! wasi:keyvalue, ...). Variables are real: see `super::variables`.
 //!
 //! A spin-sdk component may import any of them; instantiation must not fail
 //! because of that. Each imported function is defined from its own type:
@@ -9,7 +9,7 @@
 //! returning `option<_>` returns `none`. Anything else traps with a message
 //! naming the function.
 
-use crate::guest_state::GuestState;
+use crate::guest::state::GuestState;
 use wasmtime::Engine;
 use wasmtime::bail;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
@@ -52,7 +52,7 @@ pub fn define_unsupported(
             continue;
         };
         if !SPIN_PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p))
-            || crate::spin_variables::provides(name)
+            || crate::guest::host::variables::provides(name)
         {
             continue;
         }

@@ -4,9 +4,7 @@
 //! spin:variables@3 from spin-sdk 7, wasi:config/store); load errors; and
 //! secrets kept out of the logs.
 
-mod support;
-
-use support::{Launch, get};
+use crate::support::{Launch, get};
 
 const SECRET: &str = "s3cr3t-never-logged";
 

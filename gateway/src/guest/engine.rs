@@ -6,14 +6,14 @@
 //! There are two engines with the same settings but one: components that
 //! export only `wasi:http/incoming-handler@0.2` compile for the *direct*
 //! engine, which has no component-model concurrency, so a request calls the
-//! guest directly on a fiber (see `crate::direct_p2`). Everything else
+//! guest directly on a fiber (see `crate::guest::direct_p2`). Everything else
 //! (wasi:http 0.3, or a component using the async ABI) compiles for the
 //! *concurrent* engine and runs under `ProxyHandler`. Concurrency support
 //! costs every call its task bookkeeping even when the guest never uses it;
 //! the direct engine is measured in BENCHMARKS.md.
 
-use crate::guest_state::GuestState;
-use crate::spin_stubs;
+use crate::guest::host::stubs;
+use crate::guest::state::GuestState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -196,8 +196,8 @@ impl Runtime {
             &self.concurrent
         };
         let mut linker = base.linker.clone();
-        crate::spin_variables::define(&mut linker, &base.engine, component)?;
-        spin_stubs::define_unsupported(&mut linker, &base.engine, component)?;
+        crate::guest::host::variables::define(&mut linker, &base.engine, component)?;
+        stubs::define_unsupported(&mut linker, &base.engine, component)?;
         Ok(linker)
     }
 

@@ -2,10 +2,8 @@
 //! and oversized bodies, while the gateway keeps serving everyone else. Also
 //! that no instance sees memory another instance wrote.
 
-mod support;
-
+use crate::support::{Gateway, get, raw_request, send};
 use bytes::Bytes;
-use support::{Gateway, get, raw_request, send};
 
 #[tokio::test]
 async fn endless_loops_get_504_while_others_are_served() {
@@ -128,7 +126,7 @@ async fn tenant_concurrency_limit_answers_503() {
         )
         .await
         .unwrap();
-    support::wait_inflight(&gw, 1).await;
+    crate::support::wait_inflight(&gw, 1).await;
     let refused = get(&gw, "k.localhost", "/p2/t/hello").await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     let json: serde_json::Value = serde_json::from_slice(&refused.body).unwrap();
@@ -144,7 +142,7 @@ async fn tenant_concurrency_limit_answers_503() {
     let (_, body) = reply.split_once("\r\n\r\n").unwrap();
     assert!(body == "5" || body == "1\r\n5\r\n0\r\n\r\n", "{reply}");
     // The slot frees once that response is written; then requests get through again.
-    support::wait_inflight(&gw, 0).await;
+    crate::support::wait_inflight(&gw, 0).await;
     assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
 }
 
@@ -240,20 +238,20 @@ async fn a_slot_stays_taken_until_the_guest_stops_not_until_the_client_leaves() 
             "POST {prefix}/t/loop HTTP/1.1\r\nHost: k.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
         );
         conn.write_all(head.as_bytes()).await.unwrap();
-        support::wait_inflight(&gw, if component == "sdk5" { 1 } else { 2 }).await;
+        crate::support::wait_inflight(&gw, if component == "sdk5" { 1 } else { 2 }).await;
         drop(conn);
         let gone = format!(
             r#"okra_http_requests_total{{app="kitchen",component="{component}",status="400",tenant="local"}} 1"#
         );
-        support::wait_metrics(&gw, &[&gone]).await;
+        crate::support::wait_metrics(&gw, &[&gone]).await;
     }
     // Both clients are gone and the edge is done with them; both guests
     // still loop, so the tenant is at its limit.
     let refused = get(&gw, "k.localhost", "/p2/t/hello").await;
     assert_eq!(refused.status, 503, "{}", refused.text());
-    support::wait_inflight(&gw, 2).await;
+    crate::support::wait_inflight(&gw, 2).await;
     // Once the loops spend their CPU budget, the slots come back.
-    support::wait_inflight(&gw, 0).await;
+    crate::support::wait_inflight(&gw, 0).await;
     assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
 }
 
@@ -264,10 +262,10 @@ async fn a_slot_stays_taken_until_the_guest_stops_not_until_the_client_leaves() 
 async fn guest_output_cannot_forge_log_lines() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("gateway.log");
-    let gw = support::Launch {
+    let gw = crate::support::Launch {
         env: &[("OKRA_LOG", "warn,okra::guest=info"), ("NO_COLOR", "1")],
         stderr: Some(std::fs::File::create(&log_path).unwrap()),
-        ..support::Launch::default()
+        ..crate::support::Launch::default()
     }
     .start(
         &[&format!("k.localhost={}", test_programs::KITCHEN_MANIFEST)],
@@ -364,7 +362,7 @@ async fn request_rates_are_limited_per_app_and_per_tenant() {
         ok <= 3,
         "the tenant's bucket of 5 had {ok} left for the second app"
     );
-    let text = support::wait_metrics(&gw, &[]).await;
+    let text = crate::support::wait_metrics(&gw, &[]).await;
     let counted: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("okra_rate_limited_total{tenant=\"local\"} "))
@@ -388,7 +386,7 @@ async fn cpu_bound_guests_of_a_tenant_take_turns() {
     ]);
     let loops = futures::future::join_all((0..3).map(|_| get(&gw, "k.localhost", "/p2/t/loop")));
     let observe = async {
-        support::wait_metrics(&gw, &["okra_tenant_cpu_waiting{tenant=\"local\"} 2"]).await;
+        crate::support::wait_metrics(&gw, &["okra_tenant_cpu_waiting{tenant=\"local\"} 2"]).await;
         // A short request does not queue behind them.
         assert_eq!(get(&gw, "k.localhost", "/p2/t/hello").await.status, 200);
     };
@@ -396,5 +394,5 @@ async fn cpu_bound_guests_of_a_tenant_take_turns() {
     for reply in replies {
         assert_eq!(reply.status, 504, "{}", reply.text());
     }
-    support::wait_metrics(&gw, &["okra_tenant_cpu_waiting{tenant=\"local\"} 0"]).await;
+    crate::support::wait_metrics(&gw, &["okra_tenant_cpu_waiting{tenant=\"local\"} 0"]).await;
 }

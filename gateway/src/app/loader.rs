@@ -1,17 +1,18 @@
 //! Apps as the edge serves them: a Spin manifest turned into a route table of
-//! compiled components and static responses (with its variables resolved and
-//! its components linked for chaining), and the `Snapshot` that maps
-//! hostnames to apps.
+//! compiled components and static responses, with its variables resolved and
+//! its components linked for chaining.
 
-use crate::admission::{Admissions, TenantAdmission};
-use crate::component::{ComponentLabels, ComponentRunner, GuestEnvironment};
-use crate::host_table::HostTable;
-use crate::inbound::JwtVerifier;
+use crate::app::chaining::AppComponents;
+use crate::context::inbound::JwtVerifier;
+use crate::guest::admission::{Admissions, TenantAdmission};
+use crate::guest::component::ComponentRunner;
+use crate::guest::engine::Runtime;
+use crate::guest::factory::GuestEnvironment;
+use crate::metrics::ComponentLabels;
 use crate::metrics::Metrics;
-use crate::outbound::{AppComponents, ComponentOutbound, Outbound};
-use crate::runtime::Runtime;
+use crate::outbound::{ComponentOutbound, Outbound};
 use anyhow::{Context as _, bail};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tenant_config::paths::{PathScope, resolve_inside};
@@ -323,71 +324,4 @@ fn compile_component(
         "component ready"
     );
     Ok(runner)
-}
-
-/// The host that matches any `Host` no other app claims.
-pub const ANY_HOST: &str = "*";
-
-/// Every app the gateway serves, by hostname (lowercase, no port): the
-/// operator's own (`--app`), which win, then the stored ones.
-#[derive(Default)]
-pub struct Snapshot {
-    operator: Arc<HashMap<String, Arc<App>>>,
-    stored: HostTable<Arc<App>>,
-}
-
-impl Snapshot {
-    /// The operator's apps by host (lowercase names).
-    pub fn operator(apps: &[(String, Arc<App>)]) -> Arc<HashMap<String, Arc<App>>> {
-        Arc::new(
-            apps.iter()
-                .map(|(host, app)| (host.to_ascii_lowercase(), app.clone()))
-                .collect(),
-        )
-    }
-
-    /// A snapshot serving the operator's apps and the stored ones.
-    pub fn new(operator: Arc<HashMap<String, Arc<App>>>, stored: HostTable<Arc<App>>) -> Self {
-        Snapshot { operator, stored }
-    }
-
-    /// The app for a `Host` header value: port stripped, case-insensitive,
-    /// the operator's first; else the app given for host `*`, if any (`okra up`).
-    pub fn lookup(&self, host: &str) -> Option<&Arc<App>> {
-        let name = host_without_port(host);
-        let lower;
-        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower = name.to_ascii_lowercase();
-            lower.as_str()
-        } else {
-            name
-        };
-        self.operator
-            .get(name)
-            .or_else(|| self.stored.get(name))
-            .or_else(|| self.operator.get(ANY_HOST))
-    }
-}
-
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`; trailing dot dropped.
-pub fn host_without_port(host: &str) -> &str {
-    let host = if host.starts_with('[') {
-        host.find(']').map_or(host, |end| &host[..=end])
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _)| name)
-    };
-    host.strip_suffix('.').unwrap_or(host)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_lose_their_port() {
-        assert_eq!(host_without_port("hello.localhost:8080"), "hello.localhost");
-        assert_eq!(host_without_port("hello.localhost"), "hello.localhost");
-        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
-        assert_eq!(host_without_port("example.com."), "example.com");
-    }
 }

@@ -8,17 +8,13 @@
 //! is `invalid-name`, an undeclared key is `undefined`; `wasi:config` gives
 //! `none` for both and `get-all` lists every key of the component.
 
-use crate::guest_state::GuestState;
+use crate::guest::state::GuestState;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tenant_config::VariableValue;
 use tenant_config::variables::validate_variable_name;
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Linker, LinkerInstance, Val};
 use wasmtime::{Engine, bail};
-
-/// One component's variables, as its guests may read them.
-pub type ComponentVariables = Arc<BTreeMap<String, VariableValue>>;
 
 /// The interfaces this module implements (import names without version).
 const SPIN_VARIABLES: &[&str] = &["fermyon:spin/variables", "spin:variables/variables"];

@@ -1,6 +1,6 @@
 //! Local service chaining: a request to `http(s)://<id>.spin.internal/...`
-//! runs component `<id>` of the caller's own app in-process, as Spin does
-//! (research spin-semantics §2): no socket, private routes included, bodies
+//! runs component `<id>` of the caller's own app in-process, as Spin does:
+//! no socket, private routes included, bodies
 //! streamed both ways. The callee sees the caller's headers (minus `Host`,
 //! hop-by-hop and `spin-*`) plus Spin's headers for a synthetic `/...`
 //! match from client `0.0.0.0:0`.
@@ -10,13 +10,12 @@
 //! concurrency limit like any request (held by the callee's instance), and carry the hop count in the
 //! request's context, never in a header a guest could set.
 
-use super::body::CappedBody;
-use super::pool::SendFailure;
-use crate::admission::TenantAdmission;
-use crate::component::ComponentRunner;
-use crate::guest_request::GuestRequest;
-use crate::inbound::InboundContext;
-use crate::request_link::RequestLink;
+use crate::context::inbound::InboundContext;
+use crate::guest::admission::TenantAdmission;
+use crate::guest::component::ComponentRunner;
+use crate::guest::lifecycle::RequestLink;
+use crate::guest::request::GuestRequest;
+use crate::outbound::{CappedBody, ChainTarget, SendFailure};
 use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -49,9 +48,12 @@ impl AppComponents {
             .collect();
         let _ = self.components.set(weak);
     }
+}
 
+#[async_trait::async_trait]
+impl ChainTarget for AppComponents {
     /// Runs component `id` for `request`.
-    pub async fn call(
+    async fn call(
         &self,
         id: &str,
         request: http::Request<WasiBody>,

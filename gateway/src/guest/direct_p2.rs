@@ -11,11 +11,11 @@
 //! and still runs to its end or its deadline, as it would have under
 //! `ProxyHandler`.
 
-use crate::admission::{CpuTurn, InstanceSlot};
-use crate::component::{GuestFactory, failure_reason};
-use crate::guest_state::GuestState;
-use crate::inbound::InboundContext;
-use crate::request_link::{RequestLink, StopCause};
+use crate::context::inbound::InboundContext;
+use crate::guest::admission::{CpuTurn, InstanceSlot};
+use crate::guest::factory::GuestFactory;
+use crate::guest::lifecycle::{RequestLink, StopCause};
+use crate::guest::state::GuestState;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -136,8 +136,7 @@ impl RunningGuest {
         let result = match polled {
             Poll::Ready((store, result)) => {
                 if let Err(e) = &result {
-                    self.factory
-                        .report_failure(failure_reason(store.data(), e), e);
+                    self.factory.report_failure(store.data().link.cause(), e);
                 }
                 result
             }
@@ -148,7 +147,7 @@ impl RunningGuest {
                 }
                 self.link.stop(StopCause::Deadline);
                 let error = wasmtime::Error::from(ExpirationError);
-                self.factory.report_failure("timeout", &error);
+                self.factory.report_failure(StopCause::Deadline, &error);
                 Err(error)
             }
         };

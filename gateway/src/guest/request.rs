@@ -3,7 +3,7 @@
 //! minus hop-by-hop, `spin-*` and the gateway's hop count (and `Host` for
 //! chained requests), then Spin's own headers for the route that matched.
 
-use crate::inbound::HOPS_HEADER;
+use crate::context::inbound::HOPS_HEADER;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tenant_config::spin_headers::{InboundRequest, is_reserved_header, spin_headers};
 use tenant_config::{RouteMatch, RoutePattern};

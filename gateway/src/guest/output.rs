@@ -6,7 +6,7 @@
 //! Lines longer than [`MAX_LINE_BYTES`] are logged in pieces; a partial last
 //! line is logged when the stream goes away.
 
-use crate::component::ComponentLabels;
+use crate::metrics::ComponentLabels;
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;

@@ -3,16 +3,14 @@
 //! reaches every gateway; with Redis stopped they keep serving the last
 //! snapshot, and after its restart they catch up.
 
-mod support;
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-use support::control::{
+use crate::support::control::{
     ControlPlane, Redis, create_tenant, deploy, get_json, host, rollback, start_node,
     static_bundle, until_served,
 };
-use support::get;
+use crate::support::get;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
@@ -20,7 +18,7 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
     let url = redis.server.url();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let control = ControlPlane::start(&url, dirs[0].path());
-    let gateways: Vec<Arc<support::control::Node>> = dirs[1..]
+    let gateways: Vec<Arc<crate::support::control::Node>> = dirs[1..]
         .iter()
         .map(|d| {
             Arc::new(start_node(

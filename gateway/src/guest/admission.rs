@@ -15,7 +15,7 @@
 //! it runs, they occupy at most `cpu_parallelism` threads and leave the
 //! others to everyone else.
 
-use crate::rate_limit::RateLimiter;
+use crate::guest::rate_limit::RateLimiter;
 use prometheus::{IntGauge, IntGaugeVec};
 use std::collections::HashMap;
 use std::future::Future;

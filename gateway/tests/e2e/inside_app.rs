@@ -2,9 +2,7 @@
 //! the peers' load balancer, private routes and the hop limit, driven by
 //! the spin-sdk 5 and 7 test guests and by the seed blog's bookserver.
 
-mod support;
-
-use support::{Gateway, Launch, get, send, wait_metrics};
+use crate::support::{Gateway, Launch, get, send, wait_metrics};
 
 /// An app of test guests: `caller2` (sdk5) may chain to `target` and call
 /// itself; `caller3` (sdk7) may chain to any component of the app and call
@@ -250,8 +248,8 @@ async fn self_routes_reenter_public_routing_under_the_apps_host() {
 #[tokio::test]
 async fn self_routes_skip_peers_that_fail_their_health_check() {
     let dir = tempfile::tempdir().unwrap();
-    let own = support::free_port();
-    let dead = support::free_port();
+    let own = crate::support::free_port();
+    let dead = crate::support::free_port();
     let gw = Launch {
         listen: Some(own),
         ..Default::default()

@@ -1,0 +1,143 @@
+//! The store watcher: follows a store's change feed (and polls its version,
+//! in case a message was missed), builds a snapshot of what changed and swaps
+//! it in, retrying builds that failed.
+
+use super::builder::SnapshotBuilder;
+use super::snapshot::Snapshot;
+use crate::metrics::Metrics;
+use arc_swap::ArcSwap;
+use control_plane::model::State;
+use control_plane::store::Store;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the watcher compares versions even without a notification.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest wait between attempts to build apps that failed.
+const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60);
+/// How often a gateway looks for bundle directories nothing uses any more.
+const BUNDLE_GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Follows the store and swaps snapshots in.
+pub struct Watcher {
+    store: Arc<dyn Store>,
+    builder: SnapshotBuilder,
+    swap: Arc<ArcSwap<Snapshot>>,
+    metrics: Arc<Metrics>,
+    /// The store version the current snapshot was built from.
+    served: Option<u64>,
+    /// The state that snapshot was built from, brought up to date by the
+    /// tenants that changed since (a full load only when the log does not
+    /// reach back far enough).
+    state: Option<State>,
+    /// When the last build left apps unbuilt: when to try them again, and
+    /// how long to wait after that (doubling up to [`MAX_RETRY_INTERVAL`]).
+    retry: Option<(tokio::time::Instant, Duration)>,
+    /// When unused bundle directories were last looked for.
+    last_collected: tokio::time::Instant,
+}
+
+impl Watcher {
+    /// A watcher that serves `builder`'s snapshots of `store` through `swap`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        builder: SnapshotBuilder,
+        swap: Arc<ArcSwap<Snapshot>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Watcher {
+            store,
+            builder,
+            swap,
+            metrics,
+            served: None,
+            state: None,
+            retry: None,
+            last_collected: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Builds a snapshot of the store's current state and swaps it in;
+    /// `everything` looks at every app again (to retry failed builds).
+    pub async fn reload(&mut self, everything: bool) -> anyhow::Result<()> {
+        let (state, changed) = self.current_state().await?;
+        let changed = changed.filter(|_| !everything);
+        let report = self.builder.build(&state, changed.as_ref()).await;
+        self.swap.store(Arc::new(report.snapshot));
+        self.served = Some(state.version);
+        self.retry = if report.failures == 0 {
+            None
+        } else {
+            // A failure may pass (a blob fetch during a store blip, a full
+            // disk): build again later even if nothing changes.
+            let wait = self.retry.map_or(POLL_INTERVAL, |(_, last)| {
+                (last * 2).min(MAX_RETRY_INTERVAL)
+            });
+            Some((tokio::time::Instant::now() + wait, wait))
+        };
+        self.metrics.config_version.set(state.version as i64);
+        let version = state.version;
+        self.state = Some(state);
+        let result = if report.failures == 0 { "ok" } else { "error" };
+        self.metrics
+            .config_reloads_total
+            .with_label_values(&[result])
+            .inc();
+        tracing::info!(version, failures = report.failures, "configuration loaded");
+        Ok(())
+    }
+
+    /// The store's state now: what was served plus what changed since (and
+    /// which tenants those are), or everything when there is nothing to start
+    /// from.
+    async fn current_state(&mut self) -> anyhow::Result<(State, Option<BTreeSet<String>>)> {
+        if let (Some(mut state), Some(served)) = (self.state.take(), self.served) {
+            match self.store.changes_since(served).await {
+                Ok(Some(changes)) => {
+                    let changed = changes.tenants.keys().cloned().collect();
+                    changes.apply_to(&mut state);
+                    return Ok((state, Some(changed)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.state = Some(state);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok((self.store.load().await?, None))
+    }
+
+    /// Follows the store until the process ends.
+    pub async fn run(mut self) {
+        let mut feed = self.store.subscribe();
+        loop {
+            tokio::select! {
+                changed = feed.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                    }
+                }
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+            }
+            let retry_due = self
+                .retry
+                .is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
+            self.builder.forget_released_tenants();
+            if self.last_collected.elapsed() >= BUNDLE_GC_INTERVAL {
+                self.builder.collect_bundle_dirs();
+                self.last_collected = tokio::time::Instant::now();
+            }
+            match self.store.version().await {
+                Ok(version) if Some(version) == self.served && !retry_due => {}
+                Ok(_) => {
+                    if let Err(e) = self.reload(retry_due).await {
+                        tracing::warn!("reloading from the store: {e:#}");
+                    }
+                }
+                Err(e) => tracing::debug!("store version: {e}"),
+            }
+        }
+    }
+}

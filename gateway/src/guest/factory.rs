@@ -1,0 +1,149 @@
+//! The `GuestFactory`: makes each request's `Store` for one component (its
+//! WASI context, limits, CPU budget and CPU turns) and reports how a guest
+//! that failed was stopped. Both engines' paths (`direct_p2`, `handler`)
+//! build on it.
+
+use crate::context::inbound::InboundContext;
+use crate::guest::admission::InstanceSlot;
+use crate::guest::lifecycle::{GuestFailure, RequestLink, StopCause};
+use crate::guest::output::{GuestOutput, GuestStream};
+use crate::guest::state::{ComponentVariables, CpuBudget, GuestState, MemoryLimiter};
+use crate::metrics::{ComponentLabels, Metrics};
+use crate::outbound::{ComponentOutbound, OutboundHooks};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tenant_config::Limits;
+use wasmtime::component::ResourceTable;
+use wasmtime::error::Context as _;
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+/// What a component's guest sees of the host: environment, read-only files
+/// and its variables.
+#[derive(Clone, Debug, Default)]
+pub struct GuestEnvironment {
+    pub env: Vec<(String, String)>,
+    /// (host directory, guest path), mounted read-only.
+    pub dirs: Vec<(PathBuf, String)>,
+    pub variables: ComponentVariables,
+}
+
+/// Makes the `Store`s of one component's instances, and reports how they
+/// ended.
+pub(crate) struct GuestFactory {
+    pub(super) engine: wasmtime::Engine,
+    pub(super) tick: Duration,
+    pub(super) limits: Limits,
+    pub(super) environment: GuestEnvironment,
+    pub(super) labels: ComponentLabels,
+    /// The same labels, shared with every instance's stdout and stderr.
+    pub(super) output_labels: Arc<ComponentLabels>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) outbound: Arc<ComponentOutbound>,
+}
+
+impl GuestFactory {
+    fn wasi_ctx(&self) -> wasmtime::Result<WasiCtx> {
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdout(GuestOutput::new(
+                self.output_labels.clone(),
+                GuestStream::Stdout,
+            ))
+            .stderr(GuestOutput::new(
+                self.output_labels.clone(),
+                GuestStream::Stderr,
+            ))
+            .envs(&self.environment.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (host, guest) in &self.environment.dirs {
+            builder
+                .preopened_dir(host, guest, FsPerms::ReadOnly)
+                .with_context(|| format!("mounting {} at {guest}", host.display()))?;
+        }
+        Ok(builder.build())
+    }
+}
+
+impl GuestFactory {
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A fresh `Store` with this component's limits, CPU budget and WASI
+    /// context, serving the request of `link` and `inbound`.
+    pub(crate) fn new_store(
+        &self,
+        link: Arc<RequestLink>,
+        inbound: Arc<InboundContext>,
+        slot: Option<InstanceSlot>,
+    ) -> wasmtime::Result<Store<GuestState>> {
+        let state = GuestState {
+            wasi: self.wasi_ctx()?,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                component: self.outbound.clone(),
+                inbound,
+            },
+            memory: MemoryLimiter::new(self.limits.memory_bytes, 100_000, link.clone()),
+            cpu: CpuBudget::new(self.limits.cpu_time(), self.tick),
+            link,
+            variables: self.environment.variables.clone(),
+            turn: slot.as_ref().map(InstanceSlot::cpu_turn),
+            slot,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_callback(|mut ctx: StoreContextMut<'_, GuestState>| {
+            let state = ctx.data_mut();
+            let update = state.cpu.on_tick();
+            if state.cpu.exceeded {
+                state.link.stop(StopCause::CpuBudget);
+            }
+            // A guest that ran through a tick is CPU-bound: it yields, then
+            // runs on only with one of its tenant's CPU turns.
+            Ok(match (update, &state.turn) {
+                (wasmtime::UpdateDeadline::Yield(ticks), Some(turn)) => {
+                    wasmtime::UpdateDeadline::YieldCustom(ticks, turn.next())
+                }
+                (update, _) => update,
+            })
+        });
+        store.set_epoch_deadline(1);
+        Ok(store)
+    }
+
+    /// Records how long an instantiation that started at `started` took.
+    pub(crate) fn instantiated(&self, started: Instant) {
+        self.metrics
+            .wasm_instantiate_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Logs and counts a guest that failed with `error`, classified with the
+    /// cause its request's link recorded.
+    pub(crate) fn report_failure(&self, recorded: StopCause, error: &wasmtime::Error) {
+        let reason = GuestFailure::classify(recorded, error).trap_label();
+        tracing::warn!(
+            tenant = %self.labels.tenant,
+            app = %self.labels.app,
+            component = %self.labels.component,
+            reason,
+            "guest failed: {error:?}"
+        );
+        self.metrics
+            .wasm_traps_total
+            .with_label_values(&[
+                &self.labels.tenant,
+                &self.labels.app,
+                &self.labels.component,
+                reason,
+            ])
+            .inc();
+    }
+}

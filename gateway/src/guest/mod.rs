@@ -1,0 +1,23 @@
+//! Running guests: the Wasmtime engines, one compiled component and the
+//! factory that gives each request a fresh `Store`, the two ways a request
+//! reaches an instance (`direct_p2` for wasi:http 0.2 on the direct engine,
+//! `handler` through `ProxyHandler` for everything else), what a store
+//! carries, the per-tenant admission (instance slots and CPU turns), and the
+//! host interfaces a Spin guest imports (`host/`: variables, and the
+//! platform interfaces still answered "unsupported").
+//!
+//! Imports point down: `guest` uses `outbound` (a guest's sends go through
+//! its hook) and `context`, never `app` or `edge`.
+
+pub mod admission;
+pub mod component;
+pub mod direct_p2;
+pub mod engine;
+pub mod factory;
+pub mod handler;
+pub mod host;
+pub mod lifecycle;
+pub mod output;
+pub mod rate_limit;
+pub mod request;
+pub mod state;
