@@ -1,7 +1,7 @@
 //! The REST API on axum: tenants, limits, policies, app deploys
 //! with versions and rollback, variables and custom domains. Every refusal is
-//! a JSON `{"error":{"code","message"}}`; nothing is written until a request
-//! has passed every check.
+//! a JSON `{"error":{"code","message"}}`; no record changes until a request
+//! has passed every check against the record as it is when it is written.
 
 use crate::auth::{generate_token, hash_token, token_matches};
 use crate::bundle::{self, BundleLimits};
@@ -87,8 +87,10 @@ struct TenantTurn {
 }
 
 /// How many validations of one tenant may wait behind the one running;
-/// more are refused with 429, so one tenant cannot queue up without bound.
-pub const VALIDATIONS_WAITING_PER_TENANT: usize = 8;
+/// more are refused with 429. Each holds its unpacked bundle while it
+/// waits, so the queue is short, and no wait outlasts the validation
+/// timeout.
+pub const VALIDATIONS_WAITING_PER_TENANT: usize = 2;
 
 /// How many deep validations (compiles) may run at once: each may take a
 /// core and a few hundred MB, on a machine that also serves requests.
@@ -346,9 +348,18 @@ impl Api {
             };
             (guard, turn.permit.clone())
         };
+        let timeout = self.config.validation_timeout;
+        let waited_too_long = || {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "validation_busy",
+                format!("no check of this deploy could start within {timeout:?}; retry later"),
+            )
+        };
         busy.permit = Some(
-            turn.acquire_owned()
+            tokio::time::timeout(timeout, turn.acquire_owned())
                 .await
+                .map_err(|_| waited_too_long())?
                 .map_err(|e| ApiError::internal(format!("validation turn: {e}")))?,
         );
         let dir = tempfile::tempdir().map_err(|e| ApiError::internal(format!("temp dir: {e}")))?;
@@ -356,12 +367,9 @@ impl Api {
             .map_err(|e| ApiError::internal(format!("unpacking: {e}")))?;
         let summary = structural_check(dir.path(), variables)?;
         let manifest = dir.path().join(bundle::MANIFEST);
-        let timeout = self.config.validation_timeout;
-        let slot = self
-            .validations
-            .clone()
-            .acquire_owned()
+        let slot = tokio::time::timeout(timeout, self.validations.clone().acquire_owned())
             .await
+            .map_err(|_| waited_too_long())?
             .map_err(|e| ApiError::internal(format!("validation slots: {e}")))?;
         // The compile runs on its own task, holding the slot, the tenant's
         // turn and the files until it ends, even past the timeout.
@@ -397,6 +405,64 @@ impl Api {
             files.insert(path.clone(), self.store.get_blob(blob).await?);
         }
         Ok(files)
+    }
+}
+
+/// What a check of apps depended on: the tenant's policy and limits, and
+/// for each app checked, the version it serves and its variables. A change
+/// is written only if none of it changed while the check ran; otherwise it
+/// is refused (409, to retry) instead of being written unchecked.
+#[derive(PartialEq)]
+struct CheckedAgainst {
+    policy: Option<String>,
+    limits: Option<Limits>,
+    apps: Vec<(String, Option<u64>, BTreeMap<String, String>)>,
+    with_current: bool,
+    /// False for a check of a new policy, which replaces whatever is there.
+    with_policy: bool,
+}
+
+impl CheckedAgainst {
+    /// `apps` as `record` has them; `with_current` also compares the
+    /// version each serves (not for a deploy, which adds a version).
+    fn of(record: &TenantRecord, apps: &[&str], with_current: bool) -> Self {
+        CheckedAgainst {
+            policy: record.policy.clone(),
+            limits: record.limits.clone(),
+            apps: apps
+                .iter()
+                .map(|name| {
+                    let app = record.apps.get(*name);
+                    (
+                        name.to_string(),
+                        app.and_then(|a| a.current).filter(|_| with_current),
+                        app.map(|a| a.variables.clone()).unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            with_current,
+            with_policy: true,
+        }
+    }
+
+    /// Refuses the change when `record` is no longer what was checked.
+    fn still_holds(&self, record: &TenantRecord, what: &str) -> Result<(), Rejection> {
+        let names: Vec<&str> = self.apps.iter().map(|(name, ..)| name.as_str()).collect();
+        let mut now = CheckedAgainst::of(record, &names, self.with_current);
+        if !self.with_policy {
+            now.policy = None;
+        }
+        now.with_policy = self.with_policy;
+        // A new policy was checked against every app: an app added since
+        // was not.
+        let same_apps = self.with_policy || record.apps.keys().map(String::as_str).eq(names);
+        if same_apps && now == *self {
+            Ok(())
+        } else {
+            Err(Rejection::Conflict(format!(
+                "the tenant's policy, limits or apps changed while {what} was being checked; retry it"
+            )))
+        }
     }
 }
 
@@ -695,7 +761,7 @@ async fn set_limits(
     Ok(axum::Json(limits))
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(TenantPath), request_body(content = PolicyBody, description = "okra.json policy document"), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/policy", tag = "tenants", params(TenantPath), request_body(content = PolicyBody, description = "okra.json policy document"), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_policy(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -714,6 +780,11 @@ async fn set_policy(
         policy: Some(text.clone()),
         ..record.clone()
     };
+    let served: Vec<&str> = record.apps.keys().map(String::as_str).collect();
+    let mut checked = CheckedAgainst::of(&record, &served, true);
+    // Another policy written meanwhile is simply replaced.
+    checked.policy = None;
+    checked.with_policy = false;
     for app in record.apps.values() {
         if let Some(current) = app.current_version() {
             let files = api.version_files(current).await?;
@@ -733,6 +804,7 @@ async fn set_policy(
         }
     }
     api.change_tenant(&tenant, |record| {
+        checked.still_holds(record, "this policy")?;
         record.policy = Some(text.clone());
         Ok(())
     })
@@ -827,6 +899,7 @@ async fn deploy(
         new_version(placeholders, Vec::new()),
         quotas,
     )?;
+    let checked = CheckedAgainst::of(&tenant_record, &[&app], false);
     let summary = api.check_app(&tenant_record, &files, &variables).await?;
 
     let mut stored = BTreeMap::new();
@@ -835,6 +908,7 @@ async fn deploy(
     }
     let mut deployed = None;
     api.change_tenant(&tenant, |tenant_record| {
+        checked.still_holds(tenant_record, "this deploy")?;
         let version = new_version(stored.clone(), summary.routes.clone());
         deployed = Some(add_version(tenant_record, &app, version, quotas)?);
         Ok(())
@@ -933,7 +1007,7 @@ pub struct VariableNames {
     pub names: Vec<String>,
 }
 
-#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), request_body(content = VariableValues, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), request_body(content = VariableValues, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_variables(
     Extract(api): Shared,
     headers: HeaderMap,
@@ -951,6 +1025,7 @@ async fn set_variables(
             )
         })?;
     }
+    let checked = CheckedAgainst::of(&tenant_record, &[&app], true);
     // The version being served must still load with the new values.
     if let Some(record) = tenant_record.apps.get(&app) {
         let mut merged = record.clone();
@@ -967,6 +1042,7 @@ async fn set_variables(
     let quotas = &api.config.quotas;
     let mut result = Vec::new();
     api.change_tenant(&tenant, |tenant_record| {
+        checked.still_holds(tenant_record, "this variables change")?;
         // Variables may be set before the first deploy (required ones must be).
         let record = app_or_new(tenant_record, &app, quotas)?;
         record
@@ -1066,6 +1142,59 @@ mod tests {
     fn static_files() -> bundle::BundleFiles {
         let manifest = "spin_manifest_version = 2\n[application]\nname = \"web\"\n[[trigger.http]]\nroute = \"/...\"\nstatic_response = { status_code = 200, body = \"hi\" }\n";
         bundle::BundleFiles::from([(bundle::MANIFEST.to_string(), manifest.as_bytes().to_vec())])
+    }
+
+    #[test]
+    fn a_change_checked_against_an_older_record_is_refused() {
+        let app = |current: Option<u64>, variable: &str| AppRecord {
+            current,
+            variables: BTreeMap::from([("v".to_string(), variable.to_string())]),
+            ..AppRecord::default()
+        };
+        let record = TenantRecord {
+            name: "acme".into(),
+            policy: Some("{}".into()),
+            apps: BTreeMap::from([("web".to_string(), app(Some(1), "a"))]),
+            ..TenantRecord::default()
+        };
+        let changed = |edit: &dyn Fn(&mut TenantRecord)| {
+            let mut later = record.clone();
+            edit(&mut later);
+            later
+        };
+        // A deploy depends on the policy, limits and the app's variables,
+        // not on the version it replaces.
+        let deploy = CheckedAgainst::of(&record, &["web"], false);
+        assert!(deploy.still_holds(&record, "it").is_ok());
+        let redeployed = changed(&|r| r.apps.get_mut("web").unwrap().current = Some(2));
+        assert!(deploy.still_holds(&redeployed, "it").is_ok());
+        let other_policy = changed(&|r| r.policy = Some("{\"x\":1}".into()));
+        assert!(deploy.still_holds(&other_policy, "it").is_err());
+        let no_policy = changed(&|r| r.policy = None);
+        assert!(deploy.still_holds(&no_policy, "it").is_err());
+        let other_values = changed(&|r| {
+            r.apps
+                .insert("web".into(), app(Some(1), "b"))
+                .map(drop)
+                .unwrap()
+        });
+        assert!(deploy.still_holds(&other_values, "it").is_err());
+        // Variables depend on the version served too.
+        let variables = CheckedAgainst::of(&record, &["web"], true);
+        assert!(variables.still_holds(&redeployed, "it").is_err());
+        // A new policy does not depend on the old one, but on every app.
+        let mut policy = CheckedAgainst::of(&record, &["web"], true);
+        policy.policy = None;
+        policy.with_policy = false;
+        assert!(policy.still_holds(&other_policy, "it").is_ok());
+        assert!(policy.still_holds(&redeployed, "it").is_err());
+        let another_app = changed(&|r| {
+            r.apps
+                .insert("api".into(), app(Some(1), "a"))
+                .map(drop)
+                .unwrap_or(())
+        });
+        assert!(policy.still_holds(&another_app, "it").is_err());
     }
 
     #[tokio::test]

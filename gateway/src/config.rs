@@ -69,6 +69,22 @@ pub struct Cli {
     /// in place; 0 hands it all back with madvise [default: 4194304].
     #[arg(long, env = "OKRA_MEMORY_KEEP_RESIDENT_BYTES")]
     pub memory_keep_resident_bytes: Option<u64>,
+    /// Empty pool slots kept warm for reuse by the same component [default: 100].
+    #[arg(long, env = "OKRA_MAX_UNUSED_WARM_SLOTS")]
+    pub max_unused_warm_slots: Option<u32>,
+    /// The same as --memory-keep-resident-bytes, for tables [default: 65536].
+    #[arg(long, env = "OKRA_TABLE_KEEP_RESIDENT_BYTES")]
+    pub table_keep_resident_bytes: Option<u64>,
+    /// Freed pool slots whose memory is handed back in one batch of madvise calls [default: 1].
+    #[arg(long, env = "OKRA_DECOMMIT_BATCH_SIZE")]
+    pub decommit_batch_size: Option<u32>,
+    /// Where compiled components are kept across restarts [default: <data-dir>/cache/compiled
+    /// with a store, none without].
+    #[arg(long, env = "OKRA_COMPILE_CACHE_DIR")]
+    pub compile_cache_dir: Option<PathBuf>,
+    /// Size of the compile cache before the least recently used entries go [default: 536870912].
+    #[arg(long, env = "OKRA_COMPILE_CACHE_MAX_BYTES")]
+    pub compile_cache_max_bytes: Option<u64>,
     /// Networks guests may never reach: `private`, `none` or CIDRs, comma-separated [default: private].
     #[arg(long, env = "OKRA_BLOCK_NETWORKS", value_delimiter = ',')]
     pub block_networks: Option<Vec<String>>,
@@ -78,6 +94,21 @@ pub struct Cli {
     /// Open outbound connections per tenant [default: 100].
     #[arg(long, env = "OKRA_OUTBOUND_MAX_CONNECTIONS")]
     pub outbound_max_connections: Option<u32>,
+    /// Outbound connect timeout when the guest sets none, in ms [default: 10000].
+    #[arg(long, env = "OKRA_OUTBOUND_CONNECT_TIMEOUT_MS")]
+    pub outbound_connect_timeout_ms: Option<u64>,
+    /// Outbound first-byte timeout when the guest sets none, in ms [default: 30000].
+    #[arg(long, env = "OKRA_OUTBOUND_FIRST_BYTE_TIMEOUT_MS")]
+    pub outbound_first_byte_timeout_ms: Option<u64>,
+    /// Outbound between-bytes timeout when the guest sets none, in ms [default: 30000].
+    #[arg(long, env = "OKRA_OUTBOUND_BETWEEN_BYTES_TIMEOUT_MS")]
+    pub outbound_between_bytes_timeout_ms: Option<u64>,
+    /// The longest a guest may ask for, for each outbound timeout, in ms [default: 60000].
+    #[arg(long, env = "OKRA_OUTBOUND_MAX_TIMEOUT_MS")]
+    pub outbound_max_timeout_ms: Option<u64>,
+    /// How long an idle pooled outbound connection is kept, in ms [default: 90000].
+    #[arg(long, env = "OKRA_OUTBOUND_IDLE_TIMEOUT_MS")]
+    pub outbound_idle_timeout_ms: Option<u64>,
     /// PEM file of CA certificates outbound TLS trusts besides the webpki roots.
     #[arg(long, env = "OKRA_OUTBOUND_EXTRA_CA_FILE")]
     pub outbound_extra_ca_file: Option<PathBuf>,
@@ -121,6 +152,30 @@ pub struct Cli {
     /// Largest app bundle a deploy may upload, compressed, in bytes [default: 67108864].
     #[arg(long, env = "OKRA_MAX_BUNDLE_BYTES")]
     pub max_bundle_bytes: Option<u64>,
+    /// Apps a tenant may have, deployed or not [default: 100].
+    #[arg(long, env = "OKRA_MAX_APPS")]
+    pub max_apps: Option<usize>,
+    /// Versions of each app kept for rollback, the serving one included [default: 10].
+    #[arg(long, env = "OKRA_VERSIONS_KEPT")]
+    pub versions_kept: Option<usize>,
+    /// Variables set on one app [default: 100].
+    #[arg(long, env = "OKRA_MAX_VARIABLES")]
+    pub max_variables: Option<usize>,
+    /// Bytes of one app's variable names and values together [default: 65536].
+    #[arg(long, env = "OKRA_MAX_VARIABLE_BYTES")]
+    pub max_variable_bytes: Option<usize>,
+    /// Custom domains one tenant may hold [default: 20].
+    #[arg(long, env = "OKRA_MAX_DOMAINS")]
+    pub max_domains: Option<usize>,
+    /// Bytes of a tenant's policy document [default: 65536].
+    #[arg(long, env = "OKRA_MAX_POLICY_BYTES")]
+    pub max_policy_bytes: Option<usize>,
+    /// Bytes of every version a tenant keeps, bundles together [default: 1073741824].
+    #[arg(long, env = "OKRA_MAX_STORED_BYTES")]
+    pub max_stored_bytes: Option<u64>,
+    /// Files of every version a tenant keeps, together [default: 50000].
+    #[arg(long, env = "OKRA_MAX_STORED_FILES")]
+    pub max_stored_files: Option<usize>,
     /// Take over the listening sockets of the gateway running with the same
     /// --upgrade-sock (graceful upgrade): start this one with --upgrade, then
     /// send the old one SIGQUIT; no connection is refused in between.
@@ -267,8 +322,25 @@ impl OperatorConfig {
             max_memory_bytes => runtime.max_memory_bytes,
             epoch_tick_ms => runtime.epoch_tick_ms,
             memory_keep_resident_bytes => runtime.memory_keep_resident_bytes,
+            max_unused_warm_slots => runtime.max_unused_warm_slots,
+            table_keep_resident_bytes => runtime.table_keep_resident_bytes,
+            decommit_batch_size => runtime.decommit_batch_size,
+            compile_cache_max_bytes => runtime.compile_cache_max_bytes,
             block_networks => outbound.block_networks,
+            outbound_connect_timeout_ms => outbound.connect_timeout_ms,
+            outbound_first_byte_timeout_ms => outbound.first_byte_timeout_ms,
+            outbound_between_bytes_timeout_ms => outbound.between_bytes_timeout_ms,
+            outbound_max_timeout_ms => outbound.max_timeout_ms,
+            outbound_idle_timeout_ms => outbound.idle_timeout_ms,
             outbound_max_connections => outbound.max_connections_per_tenant,
+            max_apps => quotas.max_apps,
+            versions_kept => quotas.versions_kept,
+            max_variables => quotas.max_variables,
+            max_variable_bytes => quotas.max_variable_bytes,
+            max_domains => quotas.max_domains,
+            max_policy_bytes => quotas.max_policy_bytes,
+            max_stored_bytes => quotas.max_stored_bytes,
+            max_stored_files => quotas.max_stored_files,
             max_hops => outbound.max_hops,
             data_dir => control.data_dir,
             api_listen => control.api_listen,
@@ -314,6 +386,9 @@ impl OperatorConfig {
             }
             config.variables.insert(name.to_string(), value.to_string());
         }
+        if cli.compile_cache_dir.is_some() {
+            config.runtime.compile_cache_dir = cli.compile_cache_dir;
+        }
         if cli.outbound_extra_ca_file.is_some() {
             config.outbound.extra_ca_file = cli.outbound_extra_ca_file;
         }
@@ -355,6 +430,7 @@ impl OperatorConfig {
         for path in outbound
             .extra_ca_file
             .iter_mut()
+            .chain(config.runtime.compile_cache_dir.iter_mut())
             .chain(outbound.global_policy.iter_mut())
             .chain(outbound.audit_log.iter_mut())
             .chain(outbound.tenant_policies.values_mut())
@@ -453,6 +529,95 @@ mod tests {
         Cli::parse_from(std::iter::once("gateway").chain(args.iter().copied()))
     }
 
+    /// Every key the file may hold, as `section.key` (or `key`), with each
+    /// optional one set so that it shows.
+    fn file_keys() -> Vec<String> {
+        let mut config = OperatorConfig {
+            upgrade_sock: Some("u.sock".into()),
+            ..OperatorConfig::default()
+        };
+        config.limits.cpu_parallelism = Some(1);
+        config.limits.requests_per_second = Some(1);
+        config.limits.app_requests_per_second = Some(1);
+        config.runtime.compile_cache_dir = Some("cache".into());
+        config.outbound.extra_ca_file = Some("ca.pem".into());
+        config.outbound.global_policy = Some("global.json".into());
+        config.outbound.audit_log = Some("audit.jsonl".into());
+        config.control.store = Some("file:x".into());
+        let toml::Value::Table(top) = toml::Value::try_from(&config).unwrap() else {
+            panic!("the configuration is a table");
+        };
+        let sections = ["limits", "runtime", "outbound", "control", "quotas"];
+        let mut keys = Vec::new();
+        for (key, value) in top {
+            match value {
+                toml::Value::Table(section) if sections.contains(&key.as_str()) => {
+                    keys.extend(section.keys().map(|k| format!("{key}.{k}")));
+                }
+                _ => keys.push(key),
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn every_key_of_the_file_is_also_a_flag_and_an_environment_variable() {
+        use clap::CommandFactory;
+        // Flags named other than their key; those without an environment
+        // variable are repeatable lists.
+        let renamed = BTreeMap::from([
+            (
+                "outbound.max_connections_per_tenant",
+                "outbound-max-connections",
+            ),
+            ("outbound.connect_timeout_ms", "outbound-connect-timeout-ms"),
+            (
+                "outbound.first_byte_timeout_ms",
+                "outbound-first-byte-timeout-ms",
+            ),
+            (
+                "outbound.between_bytes_timeout_ms",
+                "outbound-between-bytes-timeout-ms",
+            ),
+            ("outbound.max_timeout_ms", "outbound-max-timeout-ms"),
+            ("outbound.idle_timeout_ms", "outbound-idle-timeout-ms"),
+            ("outbound.extra_ca_file", "outbound-extra-ca-file"),
+            ("outbound.tenant_policies", "tenant-policy"),
+            ("control.api", "no-api"),
+            ("control.reserved_hosts", "reserved-host"),
+            ("apps", "app"),
+            ("variables", "var"),
+            ("peers", "peer"),
+        ]);
+        let repeatable = [
+            "tenant-policy",
+            "resolve",
+            "reserved-host",
+            "app",
+            "var",
+            "peer",
+        ];
+        let command = Cli::command();
+        let keys = file_keys();
+        assert!(keys.len() > 50, "{keys:?}");
+        for key in keys {
+            let last = key.rsplit('.').next().unwrap().replace('_', "-");
+            let flag = renamed.get(key.as_str()).copied().unwrap_or(&last);
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .unwrap_or_else(|| panic!("`{key}` has no flag --{flag}"));
+            if !repeatable.contains(&flag) {
+                let env = format!("OKRA_{}", flag.to_ascii_uppercase().replace('-', "_"));
+                assert_eq!(
+                    arg.get_env().and_then(|e| e.to_str()),
+                    Some(env.as_str()),
+                    "`{key}` (--{flag}) has no {env}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn flags_override_file_and_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -469,8 +634,23 @@ mod tests {
             "7",
             "--app",
             "B.localhost=b/spin.toml",
+            "--outbound-connect-timeout-ms",
+            "5",
+            "--max-apps",
+            "3",
+            "--decommit-batch-size",
+            "4",
+            "--compile-cache-dir",
+            "/var/cache/okra",
         ]))
         .unwrap();
+        assert_eq!(c.outbound.connect_timeout_ms, 5);
+        assert_eq!(c.quotas.max_apps, 3);
+        assert_eq!(c.runtime.decommit_batch_size, 4);
+        assert_eq!(
+            c.runtime.compile_cache_dir.as_deref(),
+            Some(Path::new("/var/cache/okra"))
+        );
         assert_eq!(c.listen.port(), 1111);
         assert_eq!(c.limits.cpu_time_ms, 7);
         assert_eq!(c.apps[0].manifest, dir.path().join("a/spin.toml"));

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tenant_config::Limits;
 use tenant_config::paths::PathScope;
@@ -59,8 +59,12 @@ pub struct SnapshotBuilder {
     /// The operator's `--app` apps by host, which win over stored ones.
     operator: Arc<HashMap<String, Arc<App>>>,
     status: Arc<StatusBoard>,
-    /// Gone tenants whose admission gauges wait until nothing holds them.
+    /// Gone tenants whose series wait until nothing holds them.
     gone_tenants: BTreeSet<String>,
+    /// Apps no longer built whose metric series go once no request still
+    /// runs on them (a request finishing on an old build would otherwise
+    /// count into a series just removed, and bring it back for good).
+    gone_apps: Vec<(String, String, Weak<App>)>,
     /// Apps whose latest version failed to build, to try again.
     failing: BTreeSet<(String, String)>,
     /// Bundle directories no built app uses, since when.
@@ -118,6 +122,7 @@ impl SnapshotBuilder {
             hosts: HostTable::default(),
             status: Arc::default(),
             gone_tenants: BTreeSet::new(),
+            gone_apps: Vec::new(),
             failing: BTreeSet::new(),
             retired: HashMap::new(),
         }
@@ -268,50 +273,58 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Drops the metric series (and outbound pools) of `gone` apps that no
-    /// longer serve under the same labels, and of tenants with no app left.
+    /// Marks the metric series (and outbound pools) of `gone` apps, and of
+    /// tenants with no app left, to be dropped once nothing runs on them.
     fn forget_gone(&mut self, gone: Vec<Built>) {
-        let metrics = self.services.metrics.clone();
-        let labelled = |tenant: &str, app: &str| {
-            self.built
-                .get(tenant)
-                .is_some_and(|apps| apps.values().any(|b| b.app.name == app))
-        };
-        let mut tenants = BTreeSet::new();
         for old in gone {
-            let (tenant, app) = (&old.app.tenant, &old.app.name);
-            if !labelled(tenant, app) {
-                metrics.forget_app(tenant, app);
-            }
-            tenants.insert(tenant.clone());
-        }
-        for tenant in tenants {
+            let tenant = old.app.tenant.clone();
             if !self.built.contains_key(&tenant) {
-                metrics.forget_tenant(&tenant);
-                self.services.outbound.forget_tenant(&tenant);
-                self.gone_tenants.insert(tenant);
+                self.gone_tenants.insert(tenant.clone());
             }
+            self.gone_apps
+                .push((tenant, old.app.name.clone(), Arc::downgrade(&old.app)));
         }
         self.forget_released_tenants();
     }
 
-    /// Drops the admission gauges of gone tenants that nothing holds any
-    /// more: requests in flight keep a tenant's admission state alive for a
-    /// while after its last app went (the watcher calls this every second).
+    /// Drops the series of gone apps and tenants that nothing holds any
+    /// more: the snapshot being replaced and requests in flight keep an old
+    /// build (and its tenant's admission state) alive for a while after it
+    /// went (the watcher calls this every second). A series whose labels
+    /// are in use again (an app deployed anew under the same name) stays.
     pub fn forget_released_tenants(&mut self) {
-        if self.gone_tenants.is_empty() {
+        if self.gone_tenants.is_empty() && self.gone_apps.is_empty() {
             return;
         }
         let metrics = self.services.metrics.clone();
         let built = &self.built;
+        let labelled = |tenant: &str, app: &str| {
+            built
+                .get(tenant)
+                .is_some_and(|apps| apps.values().any(|b| b.app.name == app))
+        };
+        self.gone_apps.retain(|(tenant, app, old)| {
+            if labelled(tenant, app) {
+                return false;
+            }
+            if old.strong_count() > 0 {
+                return true;
+            }
+            metrics.forget_app(tenant, app);
+            false
+        });
         let admissions = &self.services.admissions;
+        let outbound = &self.services.outbound;
+        let gone_apps = &self.gone_apps;
         self.gone_tenants.retain(|tenant| {
             if built.contains_key(tenant) {
                 return false;
             }
-            if admissions.is_held(tenant) {
+            if admissions.is_held(tenant) || gone_apps.iter().any(|(t, ..)| t == tenant) {
                 return true;
             }
+            metrics.forget_tenant(tenant);
+            outbound.forget_tenant(tenant);
             metrics.forget_tenant_admission(tenant);
             false
         });

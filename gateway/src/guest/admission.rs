@@ -288,8 +288,9 @@ impl CpuTurn {
 
     /// What a guest that ran through a whole tick waits on before it runs
     /// again: it gives up its turn, yields to the executor (as every tick
-    /// does), then waits for a turn, in order with the tenant's other
-    /// CPU-bound guests.
+    /// does), then waits for a turn, which goes to whichever of the
+    /// tenant's waiting guests runs first once one is free (see
+    /// [`TurnPool`] for why not in a queue).
     pub fn next(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         self.release();
         let turns = self.turns.clone();

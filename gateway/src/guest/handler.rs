@@ -182,9 +182,14 @@ impl WorkerState for SingleRequest {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
         attach_request(store.data_mut(), link.clone(), inbound, slot);
         if let Ok(mut slot) = self.deadline_link.lock() {
-            *slot = Some(link);
+            *slot = Some(link.clone());
         }
-        Box::pin(tokio::time::sleep(timeout))
+        // ProxyHandler ends the request when this completes, with an error
+        // that only says so in its text: the cause is recorded first.
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            link.stop(StopCause::Deadline);
+        })
     }
 
     fn drop(&self, store: Store<GuestState>, result: wasmtime::Result<()>) {

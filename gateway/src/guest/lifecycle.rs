@@ -40,11 +40,11 @@ pub enum GuestFailure {
 const GUEST_FAILED: &str = "the app failed while handling this request";
 
 impl GuestFailure {
-    /// Classifies a failed run. A limit recorded on the link wins; otherwise
-    /// the error itself tells: `ProxyHandler` reports an expired worker as
-    /// `ExpirationError` or, for a request already being served, as a plain
-    /// "guest timed out" error, and an epoch interruption is a spent CPU
-    /// budget.
+    /// Classifies a failed run. A limit recorded on the link wins (every
+    /// path records the deadline before it ends a request); otherwise only
+    /// the error's type tells, never its text, which a guest can write:
+    /// an expired `ProxyHandler` worker is `ExpirationError`, and an epoch
+    /// interruption is a spent CPU budget.
     pub fn classify(recorded: StopCause, error: &wasmtime::Error) -> Self {
         match recorded {
             StopCause::CpuBudget => return GuestFailure::CpuBudget,
@@ -52,9 +52,7 @@ impl GuestFailure {
             StopCause::Deadline => return GuestFailure::Deadline,
             StopCause::None => {}
         }
-        if error.downcast_ref::<ExpirationError>().is_some()
-            || error.to_string().contains("timed out")
-        {
+        if error.downcast_ref::<ExpirationError>().is_some() {
             GuestFailure::Deadline
         } else if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
             GuestFailure::CpuBudget
@@ -186,7 +184,8 @@ mod tests {
         );
         assert_eq!(
             GuestFailure::classify(StopCause::None, &timed_out),
-            GuestFailure::Deadline
+            GuestFailure::Trap,
+            "an error's text (which a guest can write) decides nothing"
         );
         assert_eq!(
             GuestFailure::classify(StopCause::None, &interrupted),
