@@ -11,7 +11,7 @@ pub mod request_body;
 use crate::app::{App, RouteTarget, Snapshot};
 use crate::context::inbound::InboundContext;
 use crate::edge::ready_body::{READY_BODY_LIMIT, ReadyBody};
-use crate::edge::request_body::ChannelBody;
+use crate::edge::request_body::{BodyError, ChannelBody};
 use crate::guest::component::ComponentRunner;
 use crate::guest::lifecycle::{GuestFailure, RequestLink};
 use crate::guest::request::{GuestRequest, HOP_BY_HOP};
@@ -258,11 +258,11 @@ async fn run_component(
             Some(p) if !p.is_done() => {
                 tokio::select! {
                     response = &mut response => break response,
-                    progress = p.step(session) => if let Err(status) = progress {
-                        if status == 413 {
+                    progress = p.step(session) => if let Err(error) = progress {
+                        if error == BodyError::TooLarge {
                             respond_body_too_large(session, max_body).await;
                         }
-                        return fail(status, false);
+                        return fail(error.status(), false);
                     }
                 }
             }

@@ -60,6 +60,25 @@ pub struct RequestBodyPump {
     read_to_end: bool,
 }
 
+/// Why a client's request body could not be fed to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// It passed `max_request_body_bytes`: 413.
+    TooLarge,
+    /// It was malformed or cut off: 400.
+    Malformed,
+}
+
+impl BodyError {
+    /// The status the request is counted (and, when possible, answered) with.
+    pub fn status(self) -> u16 {
+        match self {
+            BodyError::TooLarge => 413,
+            BodyError::Malformed => 400,
+        }
+    }
+}
+
 impl RequestBodyPump {
     /// True once there is nothing more to feed.
     pub fn is_done(&self) -> bool {
@@ -72,9 +91,8 @@ impl RequestBodyPump {
     }
 
     /// One step: hand the pending chunk to the guest, or read the next one.
-    /// `Err(413)` when the body passes the limit, `Err(400)` when the client's
-    /// body is malformed or cut off. Safe to cancel between awaits.
-    pub async fn step(&mut self, session: &mut ServerSession) -> Result<(), u16> {
+    /// Safe to cancel between awaits.
+    pub async fn step(&mut self, session: &mut ServerSession) -> Result<(), BodyError> {
         if self.pending.is_some() {
             let Some(tx) = self.tx.clone() else {
                 self.done = true;
@@ -99,7 +117,7 @@ impl RequestBodyPump {
                 self.received += chunk.len() as u64;
                 if self.received > self.max_bytes {
                     self.fail(HttpError::HttpRequestBodySize(Some(self.received)));
-                    return Err(413);
+                    return Err(BodyError::TooLarge);
                 }
                 self.pending = Some(chunk);
                 Ok(())
@@ -113,7 +131,7 @@ impl RequestBodyPump {
             Err(e) => {
                 tracing::debug!("reading the request body: {e}");
                 self.fail(HttpError::HttpProtocolError);
-                Err(400)
+                Err(BodyError::Malformed)
             }
         }
     }
