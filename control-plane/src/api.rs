@@ -1240,6 +1240,19 @@ mod tests {
             (refused.status.as_u16(), refused.code),
             (429, "validation_busy")
         );
+        // A client that gives up while waiting frees its place.
+        let gave_up = checks.pop().unwrap();
+        gave_up.abort();
+        let _ = gave_up.await;
+        assert_eq!(registered(), Some(VALIDATIONS_WAITING_PER_TENANT));
+        let (api2, acme) = (api.clone(), tenant("acme"));
+        checks.push(tokio::spawn(async move {
+            api2.check_app(&acme, &static_files(), &BTreeMap::new())
+                .await
+        }));
+        while registered() != Some(VALIDATIONS_WAITING_PER_TENANT + 1) {
+            tokio::task::yield_now().await;
+        }
         // Another tenant is not refused for acme's queue (it waits only for
         // a node-wide slot).
         let other = {
