@@ -14,11 +14,11 @@ quiet_c=${2:-4}
 flood_c=${3:-100}
 out=${OUT:-bench/results/fairness}
 mkdir -p "$out"
-cargo build --release -q -p gateway -p loadtest
+cargo build --release -q -p gateway -p okra -p loadtest
 cargo build -q -p test-programs
 gw=target/release/gateway
 okra=target/release/okra
-[ -x "$okra" ] || cargo build --release -q -p gateway --bin okra
+[ -x "$okra" ] || cargo build --release -q -p okra --bin okra
 lt=target/release/loadtest
 guest=$(ls test-programs/guests/target/wasm32-wasip2/release/sdk5_guest.wasm)
 work=$(mktemp -d)

@@ -16,7 +16,7 @@ secs=${1:-20}
 conns=${2:-16}
 out=${OUT:-bench/results/faults}
 mkdir -p "$out"
-cargo build --release -q -p gateway -p loadtest
+cargo build --release -q -p gateway -p okra -p loadtest
 cargo build -q -p test-programs
 gw=target/release/gateway
 cp=target/release/control-plane

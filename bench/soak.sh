@@ -11,7 +11,7 @@ minutes=${1:-10}
 conns=${2:-32}
 out=${OUT:-bench/results/soak}
 mkdir -p "$out"
-cargo build --release -q -p gateway -p loadtest
+cargo build --release -q -p gateway -p okra -p loadtest
 cargo build -q -p test-programs
 gw=target/release/gateway
 okra=target/release/okra

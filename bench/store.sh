@@ -9,7 +9,7 @@ secs=${1:-10}
 conns=${2:-32}
 gw=${GW:-target/release/gateway}
 okra=$(dirname "$gw")/okra
-[ -x "$gw" ] && [ -x "$okra" ] || cargo build --release -p gateway --bins
+[ -x "$gw" ] && [ -x "$okra" ] || cargo build --release -p gateway -p okra --bins
 data=$(mktemp -d)
 trap 'kill $gw_pid 2>/dev/null || true; rm -rf "$data"' EXIT
 OKRA_ADMIN_TOKEN=bench "$gw" --listen 127.0.0.1:18280 --metrics-listen 127.0.0.1:19290 \

@@ -1,8 +1,8 @@
 //! Okra's management plane, as a library: the tenant/app model ([`model`]),
 //! app bundles ([`bundle`]), the stores with their change feed ([`store`]),
 //! what each tenant may keep in them ([`quotas`]),
-//! bearer-token auth ([`auth`]), the REST API ([`api`]) and the `okra` CLI's
-//! client and commands ([`cli`]).
+//! bearer-token auth ([`auth`]) and the REST API ([`api`]). The `okra` CLI,
+//! the API's client, is the `okra` crate's.
 //!
 //! Nothing here runs wasm: the gateway plugs its compiler in through
 //! [`validate::BundleValidator`], so a deploy is refused before it is stored
@@ -11,7 +11,6 @@
 pub mod api;
 pub mod auth;
 pub mod bundle;
-pub mod cli;
 pub mod error;
 pub mod hostnames;
 pub mod model;

@@ -12,24 +12,23 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quotas {
-    /// Apps a tenant may have, deployed or not (default 100).
+    /// Apps a tenant may have, deployed or not.
     pub max_apps: usize,
     /// Versions of an app kept for rollback, the serving one included; a
-    /// deploy past this drops the oldest (default 10).
+    /// deploy past this drops the oldest.
     pub versions_kept: usize,
-    /// Variables set on one app (default 100).
+    /// Variables set on one app.
     pub max_variables: usize,
-    /// Bytes of one app's variable names and values together (default 64 KiB).
+    /// Bytes of one app's variable names and values together.
     pub max_variable_bytes: usize,
-    /// Custom domains one tenant may hold across its apps (default 20).
+    /// Custom domains one tenant may hold across its apps.
     pub max_domains: usize,
-    /// Bytes of a tenant's policy document (default 64 KiB).
+    /// Bytes of a tenant's policy document.
     pub max_policy_bytes: usize,
-    /// Bytes of every version a tenant's apps keep, bundles together
-    /// (default 1 GiB).
+    /// Bytes of every version a tenant's apps keep, bundles together.
     pub max_stored_bytes: u64,
-    /// Files of every version a tenant's apps keep, together (default
-    /// 50,000): each is a line of its record.
+    /// Files of every version a tenant's apps keep, together: each is a
+    /// line of its record.
     pub max_stored_files: usize,
 }
 
@@ -46,6 +45,36 @@ impl Default for Quotas {
             max_stored_files: 50_000,
         }
     }
+}
+
+/// The flags of `[quotas]` in the operator's configuration, named after its
+/// keys; a flag not given leaves the file's value.
+#[derive(Clone, Debug, Default, clap::Args, Serialize)]
+pub struct QuotaArgs {
+    /// Apps a tenant may have, deployed or not.
+    #[arg(long, env = "OKRA_MAX_APPS")]
+    pub max_apps: Option<usize>,
+    /// Versions of each app kept for rollback, the serving one included.
+    #[arg(long, env = "OKRA_VERSIONS_KEPT")]
+    pub versions_kept: Option<usize>,
+    /// Variables set on one app.
+    #[arg(long, env = "OKRA_MAX_VARIABLES")]
+    pub max_variables: Option<usize>,
+    /// Bytes of one app's variable names and values together.
+    #[arg(long, env = "OKRA_MAX_VARIABLE_BYTES")]
+    pub max_variable_bytes: Option<usize>,
+    /// Custom domains one tenant may hold.
+    #[arg(long, env = "OKRA_MAX_DOMAINS")]
+    pub max_domains: Option<usize>,
+    /// Bytes of a tenant's policy document.
+    #[arg(long, env = "OKRA_MAX_POLICY_BYTES")]
+    pub max_policy_bytes: Option<usize>,
+    /// Bytes of every version a tenant keeps, bundles together.
+    #[arg(long, env = "OKRA_MAX_STORED_BYTES")]
+    pub max_stored_bytes: Option<u64>,
+    /// Files of every version a tenant keeps, together.
+    #[arg(long, env = "OKRA_MAX_STORED_FILES")]
+    pub max_stored_files: Option<usize>,
 }
 
 fn over(message: String) -> Rejection {

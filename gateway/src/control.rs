@@ -22,10 +22,11 @@ use control_plane::store::Store;
 use control_plane::validate::BundleValidator;
 use pingora::lb::LoadBalancer;
 use pingora::lb::selection::RoundRobin;
-use pingora::services::background::GenBackgroundService;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{BackgroundService, GenBackgroundService};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenant_config::Limits;
 use tenant_config::paths::PathScope;
@@ -39,29 +40,53 @@ const BUNDLES_DIR: &str = "cache/bundles";
 /// The generated admin token, under the data directory.
 const ADMIN_TOKEN_FILE: &str = "admin-token";
 
-/// Lives as long as the process: the store, the watcher and the API run here.
-static CONTROL_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+/// The control side's runtime, as a Pingora background service: the store's
+/// watcher, the REST API and the garbage collector run on it from the first
+/// snapshot on, and stop when the server begins to shut down, while the edge
+/// drains. The runtime is made before the server runs, because the edge
+/// must not start before the first snapshot is built on it.
+pub(crate) struct ControlService {
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+#[async_trait]
+impl BackgroundService for ControlService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Either the signal or a server that is gone ends the wait.
+        let _ = shutdown.changed().await;
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            tracing::info!("stopping the control side: the store watcher and the REST API");
+            runtime.shutdown_background();
+        }
+    }
+}
 
 /// Where the gateway keeps local state for `store_url`: a file store's own
 /// directory, else `--data-dir`.
-pub fn data_dir(config: &OperatorConfig, store_url: &str) -> PathBuf {
+pub(crate) fn data_dir(config: &OperatorConfig, store_url: &str) -> PathBuf {
     match store_url.strip_prefix("file:") {
         Some(path) => PathBuf::from(path),
         None => config.control.data_dir.clone(),
     }
 }
 
-/// Starts the control side and returns the snapshot the edge serves. With no
-/// store (only `--app` apps) the snapshot is fixed.
-pub fn start(
+/// Starts the control side and returns the snapshot the edge serves, with
+/// the service that keeps the control side running. With no store (only
+/// `--app` apps) the snapshot is fixed and there is no such service.
+pub(crate) fn start(
     config: &OperatorConfig,
     services: Arc<AppServices>,
     static_apps: Vec<(String, Arc<App>)>,
-) -> anyhow::Result<Arc<ArcSwap<Snapshot>>> {
+) -> anyhow::Result<(Arc<ArcSwap<Snapshot>>, Option<ControlService>)> {
     let fixed = Snapshot::new(Snapshot::operator(&static_apps), Default::default());
     let swap = Arc::new(ArcSwap::from_pointee(fixed));
     let Some(url) = config.control.store_url(!static_apps.is_empty()) else {
-        return Ok(swap);
+        return Ok((swap, None));
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -69,7 +94,6 @@ pub fn start(
         .enable_all()
         .build()
         .context("starting the control runtime")?;
-    let runtime = CONTROL_RUNTIME.get_or_init(|| runtime);
     let store = runtime
         .block_on(control_plane::store::open(&url))
         .with_context(|| format!("opening the store {url}"))?;
@@ -109,9 +133,12 @@ pub fn start(
     if config.control.api {
         runtime.spawn(collect_garbage(store.clone()));
         let api = api(config, &data_dir, store, services, Some(status))?;
-        serve_api(runtime, config.control.api_listen, api, config.upgrade)?;
+        serve_api(&runtime, config.control.api_listen, api, config.upgrade)?;
     }
-    Ok(swap)
+    let service = ControlService {
+        runtime: Mutex::new(Some(runtime)),
+    };
+    Ok((swap, Some(service)))
 }
 
 /// How long a gateway taking over in a graceful upgrade waits for the old
@@ -237,7 +264,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
 /// it on `runtime`. In a graceful upgrade (`taking_over`) the old gateway
 /// still holds the port until it has drained: the API then waits for it, for
 /// up to [`API_TAKEOVER_WAIT`], while the edge already serves.
-pub fn serve_api(
+pub(crate) fn serve_api(
     runtime: &tokio::runtime::Runtime,
     listen: std::net::SocketAddr,
     api: Arc<Api>,
@@ -281,9 +308,9 @@ pub fn serve_api(
 
 /// Refuses deploys whose app would not load here: components that do not
 /// compile or import what Okra cannot provide, bad policies, missing variables.
-pub struct GatewayValidator {
-    pub services: Arc<AppServices>,
-    pub default_limits: Limits,
+pub(crate) struct GatewayValidator {
+    pub(crate) services: Arc<AppServices>,
+    pub(crate) default_limits: Limits,
 }
 
 #[async_trait]
@@ -317,7 +344,7 @@ impl BundleValidator for GatewayValidator {
 
 /// The engine, outbound and metrics every app shares, plus the peers'
 /// health-check service.
-pub fn app_services(
+pub(crate) fn app_services(
     config: &OperatorConfig,
 ) -> anyhow::Result<(
     Arc<AppServices>,

@@ -8,13 +8,15 @@
 //! anyone may use; `config`, `control` and `server` wire the process
 //! together above all of them. See `ARCHITECTURE.md`.
 
-pub mod app;
+#![warn(unreachable_pub, missing_docs)]
+
+pub(crate) mod app;
 pub mod config;
-pub mod context;
+pub(crate) mod context;
 pub mod control;
-pub mod edge;
-pub mod guest;
+pub(crate) mod edge;
+pub(crate) mod guest;
 pub mod logging;
-pub mod metrics;
-pub mod outbound;
+pub(crate) mod metrics;
+pub(crate) mod outbound;
 pub mod server;

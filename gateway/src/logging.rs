@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal as _;
 
+/// Installs the log subscriber; `default_level` applies when `OKRA_LOG` is unset.
 pub fn init(default_level: &str) {
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

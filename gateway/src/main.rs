@@ -1,6 +1,5 @@
 //! The `gateway` binary: parse flags and config, load apps, serve.
 
-use clap::Parser;
 use gateway::config::{Cli, OperatorConfig};
 
 /// mimalloc rather than glibc's malloc: every request allocates and frees
@@ -11,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     gateway::logging::init("info");
-    let config = match OperatorConfig::from_cli(Cli::parse()) {
+    let config = match OperatorConfig::from_cli(Cli::from_args()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");

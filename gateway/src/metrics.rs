@@ -14,28 +14,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Every metric the gateway exports, in its own registry.
-pub struct Metrics {
-    pub registry: Registry,
-    pub http_requests_total: IntCounterVec,
-    pub http_request_duration_seconds: HistogramVec,
-    pub wasm_instantiate_seconds: Histogram,
-    pub wasm_traps_total: IntCounterVec,
-    pub tenant_inflight_requests: IntGaugeVec,
-    pub tenant_cpu_waiting: IntGaugeVec,
-    pub outbound_requests_total: IntCounterVec,
-    pub outbound_duration_seconds: HistogramVec,
-    pub outbound_failures_total: IntCounterVec,
-    pub outbound_pool_connections: IntGaugeVec,
-    pub outbound_pool_connects_total: IntCounterVec,
-    pub peer_up: IntGaugeVec,
-    pub config_version: IntGauge,
-    pub config_reloads_total: IntCounterVec,
-    pub audit_dropped_total: IntCounter,
-    pub rate_limited_total: IntCounterVec,
+pub(crate) struct Metrics {
+    pub(crate) registry: Registry,
+    pub(crate) http_requests_total: IntCounterVec,
+    pub(crate) http_request_duration_seconds: HistogramVec,
+    pub(crate) wasm_instantiate_seconds: Histogram,
+    pub(crate) wasm_traps_total: IntCounterVec,
+    pub(crate) tenant_inflight_requests: IntGaugeVec,
+    pub(crate) tenant_cpu_waiting: IntGaugeVec,
+    pub(crate) outbound_requests_total: IntCounterVec,
+    pub(crate) outbound_duration_seconds: HistogramVec,
+    pub(crate) outbound_failures_total: IntCounterVec,
+    pub(crate) outbound_pool_connections: IntGaugeVec,
+    pub(crate) outbound_pool_connects_total: IntCounterVec,
+    pub(crate) peer_up: IntGaugeVec,
+    pub(crate) config_version: IntGauge,
+    pub(crate) config_reloads_total: IntCounterVec,
+    pub(crate) audit_dropped_total: IntCounter,
+    pub(crate) rate_limited_total: IntCounterVec,
 }
 
 impl Metrics {
-    pub fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         let registry = Registry::new();
         let r = &registry;
         // Request durations: 50 µs to about 26 s. Instantiation: 1 µs to about
@@ -154,7 +154,7 @@ impl Metrics {
 
     /// Drops every series labelled with app `app` of tenant `tenant`, once
     /// the app is no longer served (deleted, renamed or its tenant gone).
-    pub fn forget_app(&self, tenant: &str, app: &str) {
+    pub(crate) fn forget_app(&self, tenant: &str, app: &str) {
         let labels = [("tenant", tenant), ("app", app)];
         remove_matching(&self.http_requests_total, &labels);
         remove_matching(&self.http_request_duration_seconds, &labels);
@@ -165,7 +165,7 @@ impl Metrics {
     /// Drops every per-tenant series of `tenant` but the two its admission
     /// state owns (`okra_tenant_inflight_requests` and
     /// `okra_tenant_cpu_waiting`; see [`Metrics::forget_tenant_admission`]).
-    pub fn forget_tenant(&self, tenant: &str) {
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
         let labels = [("tenant", tenant)];
         remove_matching(&self.outbound_duration_seconds, &labels);
         remove_matching(&self.outbound_failures_total, &labels);
@@ -175,14 +175,14 @@ impl Metrics {
     }
 
     /// Drops the gauges of a tenant's admission state, once nothing holds it.
-    pub fn forget_tenant_admission(&self, tenant: &str) {
+    pub(crate) fn forget_tenant_admission(&self, tenant: &str) {
         let labels = [("tenant", tenant)];
         remove_matching(&self.tenant_inflight_requests, &labels);
         remove_matching(&self.tenant_cpu_waiting, &labels);
     }
 
     /// The registry in Prometheus text format.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::error!("encoding metrics: {e}");
@@ -250,10 +250,10 @@ fn histograms(
 }
 
 /// The metrics listener's HTTP app.
-pub struct MetricsApp {
-    pub metrics: Arc<Metrics>,
+pub(crate) struct MetricsApp {
+    pub(crate) metrics: Arc<Metrics>,
     /// Set once every configured app is loaded and the edge is listening.
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -323,8 +323,8 @@ mod tests {
 
 /// Who a component belongs to, for metrics and logs.
 #[derive(Clone, Debug)]
-pub struct ComponentLabels {
-    pub tenant: String,
-    pub app: String,
-    pub component: String,
+pub(crate) struct ComponentLabels {
+    pub(crate) tenant: String,
+    pub(crate) app: String,
+    pub(crate) component: String,
 }

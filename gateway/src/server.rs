@@ -10,13 +10,14 @@ use anyhow::Context as _;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tenant_config::PathScope;
 
 /// Tenant name for apps given with `--app`.
-pub const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
+pub(crate) const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
 
 /// Builds the server; `run_forever` on the result serves until a signal.
 pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
@@ -41,7 +42,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
         tracing::info!(host = %app.host, app = %loaded.name, "app loaded");
         static_apps.push((app.host.clone(), Arc::new(loaded)));
     }
-    let snapshot = crate::control::start(config, services, static_apps)?;
+    let (snapshot, control) = crate::control::start(config, services, static_apps)?;
 
     let threads = config.edge_threads();
     let upgrade_sock = config.upgrade_sock();
@@ -82,6 +83,9 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     server.add_service(edge);
     server.add_service(metrics_service);
     server.add_service(peer_health);
+    if let Some(control) = control {
+        server.add_service(background_service("okra control", control));
+    }
     ready.store(true, Ordering::Release);
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "gateway starting");
     Ok(server)

@@ -37,15 +37,15 @@ struct Built {
 }
 
 /// What one build produced.
-pub struct BuildReport {
-    pub snapshot: Snapshot,
+pub(crate) struct BuildReport {
+    pub(crate) snapshot: Snapshot,
     /// Apps whose latest version does not build (each keeps its previous
     /// build, if any), this build or an earlier one.
-    pub failures: usize,
+    pub(crate) failures: usize,
 }
 
 /// Builds snapshots from store states, remembering what it built.
-pub struct SnapshotBuilder {
+pub(crate) struct SnapshotBuilder {
     services: Arc<AppServices>,
     store: Arc<dyn Store>,
     base_domain: String,
@@ -78,7 +78,7 @@ const BUNDLE_GRACE: Duration = Duration::from_secs(2 * 3600);
 
 /// What the gateway serves per app, for the API's status field.
 #[derive(Default)]
-pub struct StatusBoard {
+pub(crate) struct StatusBoard {
     apps: Mutex<HashMap<(String, String), AppStatus>>,
 }
 
@@ -103,7 +103,7 @@ impl StatusBoard {
 }
 
 impl SnapshotBuilder {
-    pub fn new(
+    pub(crate) fn new(
         services: Arc<AppServices>,
         store: Arc<dyn Store>,
         base_domain: String,
@@ -128,7 +128,7 @@ impl SnapshotBuilder {
         }
     }
 
-    pub fn status(&self) -> Arc<StatusBoard> {
+    pub(crate) fn status(&self) -> Arc<StatusBoard> {
         self.status.clone()
     }
 
@@ -137,7 +137,7 @@ impl SnapshotBuilder {
     /// `changed` names the tenants that changed since the last build, when
     /// that is known: only their apps are looked at again, so a build costs
     /// what changed, not the whole store. Without it, every app is.
-    pub async fn build(
+    pub(crate) async fn build(
         &mut self,
         state: &State,
         changed: Option<&BTreeSet<String>>,
@@ -292,7 +292,7 @@ impl SnapshotBuilder {
     /// build (and its tenant's admission state) alive for a while after it
     /// went (the watcher calls this every second). A series whose labels
     /// are in use again (an app deployed anew under the same name) stays.
-    pub fn forget_released_tenants(&mut self) {
+    pub(crate) fn forget_released_tenants(&mut self) {
         if self.gone_tenants.is_empty() && self.gone_apps.is_empty() {
             return;
         }
@@ -333,7 +333,7 @@ impl SnapshotBuilder {
     /// Deletes bundle directories no built app has used for
     /// [`BUNDLE_GRACE`]. Rolling back to a kept version unpacks it again
     /// from the store's blobs.
-    pub fn collect_bundle_dirs(&mut self) {
+    pub(crate) fn collect_bundle_dirs(&mut self) {
         let on_disk: Vec<String> = match std::fs::read_dir(&self.bundles_dir) {
             Ok(entries) => entries
                 .filter_map(Result::ok)
@@ -414,7 +414,10 @@ impl SnapshotBuilder {
 }
 
 /// The Okra tenant an app runs as: its limits and policy from the store.
-pub fn tenant_spec(tenant: &TenantRecord, default_limits: &Limits) -> anyhow::Result<TenantSpec> {
+pub(crate) fn tenant_spec(
+    tenant: &TenantRecord,
+    default_limits: &Limits,
+) -> anyhow::Result<TenantSpec> {
     let policy = match &tenant.policy {
         Some(text) => Some(Arc::new(
             Policy::parse(

@@ -26,14 +26,14 @@ use wasmtime_wasi_http::{Error, WasiBody};
 /// The components of one app that chaining may reach: every component some
 /// `[[trigger.http]]` names, public or private. Filled once the app's
 /// components are compiled; weak, because the components point back here.
-pub struct AppComponents {
+pub(crate) struct AppComponents {
     components: OnceLock<BTreeMap<String, Weak<ComponentRunner>>>,
     /// The tenant's instance count, shared with the edge.
     admission: Arc<TenantAdmission>,
 }
 
 impl AppComponents {
-    pub fn new(admission: Arc<TenantAdmission>) -> Arc<Self> {
+    pub(crate) fn new(admission: Arc<TenantAdmission>) -> Arc<Self> {
         Arc::new(AppComponents {
             components: OnceLock::new(),
             admission,
@@ -41,7 +41,7 @@ impl AppComponents {
     }
 
     /// Sets the components once; later calls are ignored.
-    pub fn fill(&self, components: &BTreeMap<String, Arc<ComponentRunner>>) {
+    pub(crate) fn fill(&self, components: &BTreeMap<String, Arc<ComponentRunner>>) {
         let weak = components
             .iter()
             .map(|(id, runner)| (id.clone(), Arc::downgrade(runner)))

@@ -10,7 +10,7 @@ const SHARDS: usize = 64;
 
 /// Hostname (lowercase, no port) to what serves it (an `Arc<App>`).
 #[derive(Clone)]
-pub struct HostTable<V> {
+pub(crate) struct HostTable<V> {
     shards: Vec<Arc<HashMap<String, V>>>,
 }
 
@@ -31,16 +31,16 @@ fn shard_of(host: &str) -> usize {
 }
 
 impl<V: Clone> HostTable<V> {
-    pub fn get(&self, host: &str) -> Option<&V> {
+    pub(crate) fn get(&self, host: &str) -> Option<&V> {
         self.shards[shard_of(host)].get(host)
     }
 
     /// Serves `app` at `host`; copies the host's shard if a snapshot shares it.
-    pub fn insert(&mut self, host: String, app: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, host: String, app: V) -> Option<V> {
         Arc::make_mut(&mut self.shards[shard_of(&host)]).insert(host, app)
     }
 
-    pub fn remove(&mut self, host: &str) -> Option<V> {
+    pub(crate) fn remove(&mut self, host: &str) -> Option<V> {
         let shard = &mut self.shards[shard_of(host)];
         if !shard.contains_key(host) {
             return None;
@@ -48,12 +48,9 @@ impl<V: Clone> HostTable<V> {
         Arc::make_mut(shard).remove(host)
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.shards.iter().map(|s| s.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether `other` shares this table's shard for `host` (no copy made).

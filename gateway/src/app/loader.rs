@@ -22,59 +22,63 @@ use tenant_config::{
 };
 
 /// What a route leads to.
-pub enum RouteTarget {
+pub(crate) enum RouteTarget {
     Component(Arc<ComponentRunner>),
     Static(Arc<StaticResponse>),
 }
 
 /// What every app of the gateway shares.
-pub struct AppServices {
-    pub runtime: Runtime,
-    pub metrics: Arc<Metrics>,
-    pub outbound: Arc<Outbound>,
+pub(crate) struct AppServices {
+    pub(crate) runtime: Runtime,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) outbound: Arc<Outbound>,
     /// Every tenant's instance count, shared by all its apps and builds.
-    pub admissions: Arc<Admissions>,
+    pub(crate) admissions: Arc<Admissions>,
     /// CPU-bound guests a tenant may run at once when its limits do not say.
-    pub default_cpu_parallelism: u32,
+    pub(crate) default_cpu_parallelism: u32,
 }
 
 /// One deployed app.
-pub struct App {
-    pub tenant: String,
-    pub name: String,
-    pub routes: RouteTable<RouteTarget>,
-    pub limits: Limits,
+pub(crate) struct App {
+    pub(crate) tenant: String,
+    pub(crate) name: String,
+    pub(crate) routes: RouteTable<RouteTarget>,
+    pub(crate) limits: Limits,
     /// The tenant's instance count and cap, shared with its other apps.
-    pub admission: Arc<TenantAdmission>,
+    pub(crate) admission: Arc<TenantAdmission>,
     /// Verifies inbound bearer tokens, when the tenant configured keys.
-    pub verifier: Option<Arc<JwtVerifier>>,
+    pub(crate) verifier: Option<Arc<JwtVerifier>>,
     /// Every component a trigger names, private ones included; chaining
     /// reaches them through weak links, so this map keeps them alive.
-    pub components: BTreeMap<String, Arc<ComponentRunner>>,
+    #[expect(
+        dead_code,
+        reason = "never read: held so that the components outlive every weak link to them"
+    )]
+    pub(crate) components: BTreeMap<String, Arc<ComponentRunner>>,
 }
 
 /// Where an app is loaded from, and what it is called.
-pub struct AppSource<'a> {
+pub(crate) struct AppSource<'a> {
     /// Its `spin.toml`.
-    pub manifest: &'a Path,
+    pub(crate) manifest: &'a Path,
     /// Where its files may be: anywhere for an operator's app, inside the
     /// manifest's directory for a tenant's bundle.
-    pub scope: PathScope,
+    pub(crate) scope: PathScope,
     /// Its name as deployed (labels, logs, rate buckets); the manifest's
     /// `[application] name` when `None` (an operator's app).
-    pub name: Option<&'a str>,
+    pub(crate) name: Option<&'a str>,
 }
 
 /// Where variable values come from, before the manifest defaults.
-pub type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(crate) type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// The tenant an app is loaded for.
-pub struct TenantSpec {
-    pub name: String,
-    pub limits: Limits,
+pub(crate) struct TenantSpec {
+    pub(crate) name: String,
+    pub(crate) limits: Limits,
     /// The tenant's own outbound policy from the store, applied after the
     /// operator's global and `--tenant-policy` scopes, never instead of them.
-    pub policy: Option<Arc<Policy>>,
+    pub(crate) policy: Option<Arc<Policy>>,
 }
 
 impl TenantSpec {
@@ -130,7 +134,7 @@ impl App {
     /// defaults) and compiles every component a trigger names. A tenant's
     /// bundle is loaded with [`PathScope::InsideApp`]: no component reads or
     /// mounts anything outside the manifest's directory.
-    pub fn load(
+    pub(crate) fn load(
         services: &AppServices,
         tenant: &TenantSpec,
         source: &AppSource<'_>,

@@ -6,12 +6,12 @@
 //! Imports point down: `app` uses `guest`, `outbound` and `context`, never
 //! `edge` or the process wiring.
 
-pub mod builder;
-pub mod chaining;
-pub mod host_table;
-pub mod loader;
-pub mod snapshot;
-pub mod watcher;
+pub(crate) mod builder;
+pub(crate) mod chaining;
+pub(crate) mod host_table;
+pub(crate) mod loader;
+pub(crate) mod snapshot;
+pub(crate) mod watcher;
 
-pub use loader::{App, AppServices, AppSource, RouteTarget, TenantSpec};
-pub use snapshot::Snapshot;
+pub(crate) use loader::{App, AppServices, AppSource, RouteTarget, TenantSpec};
+pub(crate) use snapshot::Snapshot;

@@ -7,19 +7,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The host that matches any `Host` no other app claims.
-pub const ANY_HOST: &str = "*";
+pub(crate) const ANY_HOST: &str = "*";
 
 /// Every app the gateway serves, by hostname (lowercase, no port): the
 /// operator's own (`--app`), which win, then the stored ones.
 #[derive(Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     operator: Arc<HashMap<String, Arc<App>>>,
     stored: HostTable<Arc<App>>,
 }
 
 impl Snapshot {
     /// The operator's apps by host (lowercase names).
-    pub fn operator(apps: &[(String, Arc<App>)]) -> Arc<HashMap<String, Arc<App>>> {
+    pub(crate) fn operator(apps: &[(String, Arc<App>)]) -> Arc<HashMap<String, Arc<App>>> {
         Arc::new(
             apps.iter()
                 .map(|(host, app)| (host.to_ascii_lowercase(), app.clone()))
@@ -28,13 +28,16 @@ impl Snapshot {
     }
 
     /// A snapshot serving the operator's apps and the stored ones.
-    pub fn new(operator: Arc<HashMap<String, Arc<App>>>, stored: HostTable<Arc<App>>) -> Self {
+    pub(crate) fn new(
+        operator: Arc<HashMap<String, Arc<App>>>,
+        stored: HostTable<Arc<App>>,
+    ) -> Self {
         Snapshot { operator, stored }
     }
 
     /// The app for a `Host` header value: port stripped, case-insensitive,
     /// the operator's first; else the app given for host `*`, if any (`okra up`).
-    pub fn lookup(&self, host: &str) -> Option<&Arc<App>> {
+    pub(crate) fn lookup(&self, host: &str) -> Option<&Arc<App>> {
         let name = host_without_port(host);
         let lower;
         let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -51,7 +54,7 @@ impl Snapshot {
 }
 
 /// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`; trailing dot dropped.
-pub fn host_without_port(host: &str) -> &str {
+pub(crate) fn host_without_port(host: &str) -> &str {
     let host = if host.starts_with('[') {
         host.find(']').map_or(host, |end| &host[..=end])
     } else {

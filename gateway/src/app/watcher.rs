@@ -20,7 +20,7 @@ const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(60);
 const BUNDLE_GC_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Follows the store and swaps snapshots in.
-pub struct Watcher {
+pub(crate) struct Watcher {
     store: Arc<dyn Store>,
     builder: SnapshotBuilder,
     swap: Arc<ArcSwap<Snapshot>>,
@@ -40,7 +40,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher that serves `builder`'s snapshots of `store` through `swap`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         builder: SnapshotBuilder,
         swap: Arc<ArcSwap<Snapshot>>,
@@ -60,7 +60,7 @@ impl Watcher {
 
     /// Builds a snapshot of the store's current state and swaps it in;
     /// `everything` looks at every app again (to retry failed builds).
-    pub async fn reload(&mut self, everything: bool) -> anyhow::Result<()> {
+    pub(crate) async fn reload(&mut self, everything: bool) -> anyhow::Result<()> {
         let (state, changed) = self.current_state().await?;
         let changed = changed.filter(|_| !everything);
         let report = self.builder.build(&state, changed.as_ref()).await;
@@ -110,7 +110,7 @@ impl Watcher {
     }
 
     /// Follows the store until the process ends.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut feed = self.store.subscribe();
         loop {
             tokio::select! {

@@ -13,21 +13,21 @@ use tenant_config::policy::AuthKeys;
 
 /// The inbound side of one request, shared with its guest's outbound calls.
 #[derive(Debug, Clone)]
-pub struct InboundContext {
-    pub request_id: String,
-    pub trace: TraceContext,
+pub(crate) struct InboundContext {
+    pub(crate) request_id: String,
+    pub(crate) trace: TraceContext,
     /// Verified claims, or `{}`.
-    pub claims: Value,
+    pub(crate) claims: Value,
     /// The `Host` the client reached the app by.
-    pub host: String,
+    pub(crate) host: String,
     /// Chained or self-routed hops that led to this request; 0 from a client.
-    pub hops: u32,
+    pub(crate) hops: u32,
 }
 
 /// Carries the hop count of a self-routed request back into the edge. A
 /// guest cannot set it (the gateway overwrites it); a client that sends it
 /// only shortens its own hop budget.
-pub const HOPS_HEADER: &str = "okra-hops";
+pub(crate) const HOPS_HEADER: &str = "okra-hops";
 
 impl Default for InboundContext {
     fn default() -> Self {
@@ -44,7 +44,7 @@ impl Default for InboundContext {
 impl InboundContext {
     /// Reads the client's `x-request-id`, `traceparent`, `Authorization`
     /// and hop count.
-    pub fn from_headers(
+    pub(crate) fn from_headers(
         headers: &http::HeaderMap,
         host: &str,
         verifier: Option<&JwtVerifier>,
@@ -63,7 +63,7 @@ impl InboundContext {
     }
 
     /// The context of a request this one makes to its own app.
-    pub fn next_hop(&self) -> Self {
+    pub(crate) fn next_hop(&self) -> Self {
         InboundContext {
             hops: self.hops.saturating_add(1),
             ..self.clone()
@@ -73,7 +73,7 @@ impl InboundContext {
 
 /// Keeps the client's id when it is 1 to 128 visible characters of
 /// `[A-Za-z0-9._:-]`; otherwise makes a new one.
-pub fn request_id(client: Option<&str>) -> String {
+pub(crate) fn request_id(client: Option<&str>) -> String {
     match client {
         Some(id)
             if !id.is_empty()
@@ -94,17 +94,17 @@ fn new_request_id() -> String {
 
 /// A W3C trace context: the trace this request belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     /// 32 lowercase hex digits, never all zero.
-    pub trace_id: String,
+    pub(crate) trace_id: String,
     /// 2 hex digits.
-    pub flags: String,
+    pub(crate) flags: String,
 }
 
 impl TraceContext {
     /// Continues the client's `traceparent` when it is valid (version 00),
     /// else starts a new sampled trace.
-    pub fn continue_or_start(traceparent: Option<&str>) -> Self {
+    pub(crate) fn continue_or_start(traceparent: Option<&str>) -> Self {
         let parsed = traceparent.and_then(|tp| {
             let parts: Vec<&str> = tp.trim().split('-').collect();
             let hex = |s: &str, n: usize| {
@@ -131,14 +131,14 @@ impl TraceContext {
     }
 
     /// A `traceparent` for one outbound call: this trace, a new span id.
-    pub fn child_traceparent(&self) -> String {
+    pub(crate) fn child_traceparent(&self) -> String {
         let span = uuid::Uuid::new_v4().simple().to_string();
         format!("00-{}-{}-{}", self.trace_id, &span[..16], self.flags)
     }
 }
 
 /// Verifies inbound bearer tokens against a tenant's keys.
-pub struct JwtVerifier {
+pub(crate) struct JwtVerifier {
     keys: Vec<(DecodingKey, Algorithm)>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -146,7 +146,7 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// HS256 secrets and RS256/ES256 public keys from a JWK set.
-    pub fn new(auth: &AuthKeys) -> anyhow::Result<Self> {
+    pub(crate) fn new(auth: &AuthKeys) -> anyhow::Result<Self> {
         let mut keys: Vec<(DecodingKey, Algorithm)> = auth
             .hs256_secrets
             .iter()
@@ -179,7 +179,7 @@ impl JwtVerifier {
     }
 
     /// The claims of a verified `Bearer` token, or `{}` for anything else.
-    pub fn claims(&self, authorization: Option<&str>) -> Value {
+    pub(crate) fn claims(&self, authorization: Option<&str>) -> Value {
         let empty = Value::Object(Default::default());
         let Some(token) = authorization.and_then(|h| {
             h.strip_prefix("Bearer ")

@@ -2,4 +2,4 @@
 //! context, hop count and the inbound bearer token's claims. `outbound`
 //! forwards it, `guest` hands it to each instance, `edge` creates it.
 
-pub mod inbound;
+pub(crate) mod inbound;

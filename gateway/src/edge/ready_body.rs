@@ -11,24 +11,24 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::WasiBody;
 
 /// How a guest's response body fails.
-pub type BodyError = <WasiBody as http_body::Body>::Error;
+pub(crate) type BodyError = <WasiBody as http_body::Body>::Error;
 
 /// Largest body collected ahead; a longer one is streamed chunked.
-pub const READY_BODY_LIMIT: usize = 64 << 10;
+pub(crate) const READY_BODY_LIMIT: usize = 64 << 10;
 
 /// What was ready.
-pub struct ReadyBody {
+pub(crate) struct ReadyBody {
     /// Body bytes collected so far, in order.
-    pub data: Bytes,
+    pub(crate) data: Bytes,
     /// True when `data` is the whole body.
-    pub complete: bool,
+    pub(crate) complete: bool,
 }
 
 impl ReadyBody {
     /// Takes the frames `body` can give without waiting, until it ends, would
     /// wait, or more than `limit` bytes were taken. Trailers are dropped, as
     /// on every HTTP/1 response. An error is the body's own failure.
-    pub fn take(body: &mut WasiBody, limit: usize) -> Result<Self, BodyError> {
+    pub(crate) fn take(body: &mut WasiBody, limit: usize) -> Result<Self, BodyError> {
         let mut data = BytesMut::new();
         loop {
             if data.len() > limit {

@@ -14,13 +14,13 @@ use wasmtime_wasi_http::Error as HttpError;
 const CHANNEL_DEPTH: usize = 4;
 
 /// The guest's side: a body fed from the channel.
-pub struct ChannelBody {
+pub(crate) struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, HttpError>>,
 }
 
 impl ChannelBody {
     /// A body and the pump that fills it, refusing more than `max_bytes`.
-    pub fn new(max_bytes: u64) -> (ChannelBody, RequestBodyPump) {
+    pub(crate) fn new(max_bytes: u64) -> (ChannelBody, RequestBodyPump) {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         (
             ChannelBody { rx },
@@ -51,7 +51,7 @@ impl http_body::Body for ChannelBody {
 }
 
 /// The client's side: reads the session's body and feeds the channel.
-pub struct RequestBodyPump {
+pub(crate) struct RequestBodyPump {
     tx: Option<mpsc::Sender<Result<Bytes, HttpError>>>,
     pending: Option<Bytes>,
     received: u64,
@@ -62,7 +62,7 @@ pub struct RequestBodyPump {
 
 /// Why a client's request body could not be fed to the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// It passed `max_request_body_bytes`: 413.
     TooLarge,
     /// It was malformed or cut off: 400.
@@ -71,7 +71,7 @@ pub enum BodyError {
 
 impl BodyError {
     /// The status the request is counted (and, when possible, answered) with.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             BodyError::TooLarge => 413,
             BodyError::Malformed => 400,
@@ -81,18 +81,18 @@ impl BodyError {
 
 impl RequestBodyPump {
     /// True once there is nothing more to feed.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
     }
 
     /// True when the client's body was read completely, so the connection can be reused.
-    pub fn read_to_end(&self) -> bool {
+    pub(crate) fn read_to_end(&self) -> bool {
         self.read_to_end
     }
 
     /// One step: hand the pending chunk to the guest, or read the next one.
     /// Safe to cancel between awaits.
-    pub async fn step(&mut self, session: &mut ServerSession) -> Result<(), BodyError> {
+    pub(crate) async fn step(&mut self, session: &mut ServerSession) -> Result<(), BodyError> {
         if self.pending.is_some() {
             let Some(tx) = self.tx.clone() else {
                 self.done = true;

@@ -27,7 +27,7 @@ use tenant_config::Limits;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Every tenant's admission state, by tenant name.
-pub struct Admissions {
+pub(crate) struct Admissions {
     tenants: Mutex<HashMap<String, Weak<TenantAdmission>>>,
     inflight: IntGaugeVec,
     cpu_waiting: IntGaugeVec,
@@ -39,7 +39,7 @@ impl Admissions {
     /// `inflight` is `okra_tenant_inflight_requests{tenant}` (instances
     /// alive), `cpu_waiting` `okra_tenant_cpu_waiting{tenant}` (CPU-bound
     /// guests waiting for a turn).
-    pub fn new(inflight: IntGaugeVec, cpu_waiting: IntGaugeVec, tick: Duration) -> Self {
+    pub(crate) fn new(inflight: IntGaugeVec, cpu_waiting: IntGaugeVec, tick: Duration) -> Self {
         Admissions {
             tenants: Mutex::default(),
             inflight,
@@ -51,7 +51,7 @@ impl Admissions {
     /// The tenant's admission state, now holding to `limits`
     /// (`cpu_parallelism` is the number when the limits leave it unset).
     /// The same object is returned for as long as anything holds it.
-    pub fn tenant(
+    pub(crate) fn tenant(
         &self,
         name: &str,
         limits: &Limits,
@@ -138,7 +138,7 @@ impl Drop for Turn {
 }
 
 /// One tenant's instance count and its cap.
-pub struct TenantAdmission {
+pub(crate) struct TenantAdmission {
     max: AtomicU32,
     used: AtomicU32,
     gauge: IntGauge,
@@ -162,7 +162,7 @@ struct Rates {
 
 impl Admissions {
     /// Whether anything (an app, an instance) still holds `tenant`'s state.
-    pub fn is_held(&self, tenant: &str) -> bool {
+    pub(crate) fn is_held(&self, tenant: &str) -> bool {
         let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         tenants.get(tenant).is_some_and(|w| w.strong_count() > 0)
     }
@@ -175,7 +175,7 @@ fn bucket(rate: u32) -> Arc<RateLimiter> {
 
 impl TenantAdmission {
     /// A slot for one more instance, unless the tenant is at its cap.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<InstanceSlot> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<InstanceSlot> {
         let max = self.max.load(Ordering::Relaxed);
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -187,7 +187,8 @@ impl TenantAdmission {
     }
 
     /// Instances alive now.
-    pub fn in_use(&self) -> u32 {
+    #[cfg(test)]
+    fn in_use(&self) -> u32 {
         self.used.load(Ordering::Acquire)
     }
 
@@ -213,7 +214,7 @@ impl TenantAdmission {
 
     /// Takes a token from the tenant's bucket and from `app`'s, or says how
     /// long until the emptier one has one.
-    pub fn check_rate(&self, app: &str) -> Result<(), Duration> {
+    pub(crate) fn check_rate(&self, app: &str) -> Result<(), Duration> {
         let app_bucket;
         let tenant_bucket;
         {
@@ -242,7 +243,7 @@ impl TenantAdmission {
     }
 
     /// A guest's way to its tenant's CPU turns.
-    pub fn cpu_turn(&self) -> CpuTurn {
+    pub(crate) fn cpu_turn(&self) -> CpuTurn {
         let turns = self.cpu_turns.lock().unwrap_or_else(|e| e.into_inner());
         CpuTurn {
             turns: turns.1.clone(),
@@ -261,7 +262,7 @@ impl TenantAdmission {
 /// (for an upstream, or for a component it chained to, which may need a
 /// turn itself) never keeps a turn from the others for long.
 #[derive(Clone)]
-pub struct CpuTurn {
+pub(crate) struct CpuTurn {
     turns: Arc<TurnPool>,
     held: Arc<Mutex<Held>>,
     waiting: IntGauge,
@@ -278,7 +279,7 @@ struct Held {
 
 impl CpuTurn {
     /// Gives up the turn this guest holds, if any.
-    pub fn release(&self) {
+    pub(crate) fn release(&self) {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -291,7 +292,7 @@ impl CpuTurn {
     /// does), then waits for a turn, which goes to whichever of the
     /// tenant's waiting guests runs first once one is free (see
     /// [`TurnPool`] for why not in a queue).
-    pub fn next(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    pub(crate) fn next(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         self.release();
         let turns = self.turns.clone();
         let held = self.held.clone();
@@ -335,11 +336,11 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
 }
 
 /// One instance's place in its tenant's count; given back on drop.
-pub struct InstanceSlot(Arc<TenantAdmission>);
+pub(crate) struct InstanceSlot(Arc<TenantAdmission>);
 
 impl InstanceSlot {
     /// The instance's way to its tenant's CPU turns.
-    pub fn cpu_turn(&self) -> CpuTurn {
+    pub(crate) fn cpu_turn(&self) -> CpuTurn {
         self.0.cpu_turn()
     }
 }

@@ -25,10 +25,10 @@ use wasmtime::format_err;
 use wasmtime_wasi_http::handler::ProxyPre;
 
 /// A component compiled and linked for one app.
-pub struct ComponentRunner {
+pub(crate) struct ComponentRunner {
     dispatch: Dispatch,
-    pub labels: ComponentLabels,
-    pub wasi_http_version: &'static str,
+    pub(crate) labels: ComponentLabels,
+    pub(crate) wasi_http_version: &'static str,
 }
 
 /// How requests reach the component's instances.
@@ -41,7 +41,7 @@ enum Dispatch {
 
 impl ComponentRunner {
     /// Compiles `wasm` (CPU-heavy: call off the request path) and links it.
-    pub fn compile(
+    pub(crate) fn compile(
         runtime: &Runtime,
         wasm: &[u8],
         labels: ComponentLabels,
@@ -104,7 +104,7 @@ impl ComponentRunner {
     /// `ExpirationError` (deadline) or contain the guest's trap.
     /// `slot` is the tenant's concurrency slot: the instance holds it until
     /// it is gone.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         link: Arc<RequestLink>,
         inbound: Arc<InboundContext>,

@@ -12,9 +12,9 @@
 //! costs every call its task bookkeeping even when the guest never uses it;
 //! the direct engine is measured in BENCHMARKS.md.
 
+use crate::guest::engine_config::RuntimeConfig;
 use crate::guest::host::stubs;
 use crate::guest::state::GuestState;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,62 +26,6 @@ use wasmtime::{
     PoolingAllocationConfig,
 };
 
-/// How the engine is sized. Every field is documented in the README.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuntimeConfig {
-    /// Component instances alive at once across all tenants (pool slots),
-    /// per engine.
-    pub max_instances: u32,
-    /// Largest linear memory any instance may have, in bytes. Each pool slot
-    /// reserves this much address space (plus a guard), so slots × this is
-    /// the engine's virtual-memory footprint.
-    pub max_memory_bytes: u64,
-    /// Epoch tick in milliseconds: the granularity of CPU budgets and yields.
-    pub epoch_tick_ms: u64,
-    /// Empty pool slots kept warm for reuse by the same component.
-    pub max_unused_warm_slots: u32,
-    /// Bytes of each linear memory kept mapped when its slot is freed and
-    /// reset in place (only the pages the guest dirtied, found with Linux's
-    /// `PAGEMAP_SCAN` where the kernel has it) instead of being handed back
-    /// with `madvise`: the next instance in the slot takes no page faults on
-    /// them. 0 turns it off.
-    pub memory_keep_resident_bytes: u64,
-    /// The same for each table.
-    pub table_keep_resident_bytes: u64,
-    /// Slots whose memory is handed back with one batch of `madvise` calls
-    /// rather than one at a time.
-    pub decommit_batch_size: u32,
-    /// Where compiled components are kept across restarts (Wasmtime's cache,
-    /// keyed by the wasm's hash and the engine's settings); none when unset.
-    pub compile_cache_dir: Option<std::path::PathBuf>,
-    /// How large the compile cache may grow before Wasmtime's hourly clean-up
-    /// drops the least recently used entries (down to 70 % of it).
-    pub compile_cache_max_bytes: u64,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            max_instances: 1000,
-            max_memory_bytes: 256 << 20,
-            epoch_tick_ms: 10,
-            max_unused_warm_slots: 100,
-            memory_keep_resident_bytes: 4 << 20,
-            table_keep_resident_bytes: 64 << 10,
-            decommit_batch_size: 1,
-            compile_cache_dir: None,
-            compile_cache_max_bytes: 512 << 20,
-        }
-    }
-}
-
-impl RuntimeConfig {
-    pub fn epoch_tick(&self) -> Duration {
-        Duration::from_millis(self.epoch_tick_ms.max(1))
-    }
-}
-
 /// One engine and the linker for it.
 struct EngineLinker {
     engine: Engine,
@@ -89,12 +33,12 @@ struct EngineLinker {
 }
 
 /// The shared engines and linkers.
-pub struct Runtime {
+pub(crate) struct Runtime {
     /// With component-model concurrency: wasi:http 0.3 and the async ABI.
     concurrent: EngineLinker,
     /// Without it: components that only export wasi:http 0.2.
     direct: EngineLinker,
-    pub config: RuntimeConfig,
+    pub(crate) config: RuntimeConfig,
     /// Compiled components by the SHA-256 of their wasm: a component shared
     /// by many apps, or redeployed unchanged, compiles once.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
@@ -109,7 +53,7 @@ const MAX_COMPILED_IN_MEMORY: usize = 1024;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 
 impl Runtime {
-    pub fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
+    pub(crate) fn new(config: RuntimeConfig) -> wasmtime::Result<Self> {
         let cache =
             match &config.compile_cache_dir {
                 Some(dir) => {
@@ -159,7 +103,7 @@ impl Runtime {
 
     /// Compiles `wasm`, or returns the component compiled from the same bytes
     /// before. CPU-heavy on a miss: call off the request path.
-    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+    pub(crate) fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
         let key: [u8; 32] = Sha256::digest(wasm).into();
         if let Some(component) = self.lock_compiled().get(&key) {
             return Ok(component.clone());
@@ -189,7 +133,7 @@ impl Runtime {
     /// A linker for one component: the shared one plus its variables
     /// interfaces and "unsupported" stubs for any other Spin platform
     /// interface the component imports.
-    pub fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
+    pub(crate) fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
         let base = if self.is_direct(component) {
             &self.direct
         } else {
@@ -202,7 +146,7 @@ impl Runtime {
     }
 
     /// Whether `component` was compiled for the direct (no concurrency) engine.
-    pub fn is_direct(&self, component: &Component) -> bool {
+    pub(crate) fn is_direct(&self, component: &Component) -> bool {
         Engine::same(component.engine(), &self.direct.engine)
     }
 }

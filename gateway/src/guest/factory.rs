@@ -23,11 +23,11 @@ use wasmtime_wasi_http::WasiHttpCtx;
 /// What a component's guest sees of the host: environment, read-only files
 /// and its variables.
 #[derive(Clone, Debug, Default)]
-pub struct GuestEnvironment {
-    pub env: Vec<(String, String)>,
+pub(crate) struct GuestEnvironment {
+    pub(crate) env: Vec<(String, String)>,
     /// (host directory, guest path), mounted read-only.
-    pub dirs: Vec<(PathBuf, String)>,
-    pub variables: ComponentVariables,
+    pub(crate) dirs: Vec<(PathBuf, String)>,
+    pub(crate) variables: ComponentVariables,
 }
 
 /// Makes the `Store`s of one component's instances, and reports how they

@@ -49,7 +49,7 @@ impl HandlerPath {
 }
 
 /// What one request brings to the instance that serves it.
-pub struct RequestData {
+pub(crate) struct RequestData {
     timeout: Duration,
     link: Arc<RequestLink>,
     inbound: Arc<InboundContext>,
@@ -109,7 +109,7 @@ impl HandlerState for HandlerHost {
 /// the guest is no longer running, or at the wall-clock deadline, whichever
 /// comes first. Enforced from outside the guest's event loop (see
 /// `WorkerState::on_request_start` for why both layers exist).
-pub struct Deadline {
+pub(crate) struct Deadline {
     sleep: Pin<Box<tokio::time::Sleep>>,
     link: Arc<std::sync::Mutex<Option<Arc<RequestLink>>>>,
 }
@@ -148,7 +148,7 @@ impl WorkerExpiration for Deadline {
 }
 
 /// Accepts exactly one request per instance and reports how it ended.
-pub struct SingleRequest {
+pub(crate) struct SingleRequest {
     factory: Arc<GuestFactory>,
     /// Where the request's link goes so the `Deadline` can see it.
     deadline_link: Arc<std::sync::Mutex<Option<Arc<RequestLink>>>>,

@@ -13,7 +13,7 @@ use wasmtime_wasi_http::handler::ExpirationError;
 
 /// Why an instance was stopped before it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopCause {
+pub(crate) enum StopCause {
     None,
     CpuBudget,
     MemoryLimit,
@@ -25,7 +25,7 @@ pub enum StopCause {
 /// link recorded and the error its run returned: the edge's answer (status,
 /// code, message) and the `okra_wasm_traps_total` reason both come from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuestFailure {
+pub(crate) enum GuestFailure {
     /// It ran through its `cpu_time_ms`.
     CpuBudget,
     /// It tried to grow past `memory_bytes`.
@@ -45,7 +45,7 @@ impl GuestFailure {
     /// the error's type tells, never its text, which a guest can write:
     /// an expired `ProxyHandler` worker is `ExpirationError`, and an epoch
     /// interruption is a spent CPU budget.
-    pub fn classify(recorded: StopCause, error: &wasmtime::Error) -> Self {
+    pub(crate) fn classify(recorded: StopCause, error: &wasmtime::Error) -> Self {
         match recorded {
             StopCause::CpuBudget => return GuestFailure::CpuBudget,
             StopCause::MemoryLimit => return GuestFailure::MemoryLimit,
@@ -62,7 +62,7 @@ impl GuestFailure {
     }
 
     /// The client's status: 504 when the app ran out of time, else 500.
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             GuestFailure::CpuBudget | GuestFailure::Deadline => 504,
             GuestFailure::MemoryLimit | GuestFailure::Trap => 500,
@@ -70,7 +70,7 @@ impl GuestFailure {
     }
 
     /// The error code in the client's JSON body.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self.status() {
             504 => "guest_timeout",
             _ => "guest_error",
@@ -78,7 +78,7 @@ impl GuestFailure {
     }
 
     /// The message in the client's JSON body.
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self.status() {
             504 => "the app did not answer within its time limit",
             _ => GUEST_FAILED,
@@ -86,7 +86,7 @@ impl GuestFailure {
     }
 
     /// The `reason` label of `okra_wasm_traps_total`.
-    pub fn trap_label(self) -> &'static str {
+    pub(crate) fn trap_label(self) -> &'static str {
         match self {
             GuestFailure::CpuBudget => "cpu",
             GuestFailure::MemoryLimit => "memory",
@@ -98,14 +98,14 @@ impl GuestFailure {
 
 /// Shared between the edge (one request) and the instance serving it.
 #[derive(Default)]
-pub struct RequestLink {
+pub(crate) struct RequestLink {
     cause: AtomicU8,
     response_sent: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 impl RequestLink {
     /// A link and the guard whose drop says the response is fully sent.
-    pub fn new() -> (std::sync::Arc<RequestLink>, ResponseSentGuard) {
+    pub(crate) fn new() -> (std::sync::Arc<RequestLink>, ResponseSentGuard) {
         let (tx, rx) = oneshot::channel();
         let link = RequestLink {
             cause: AtomicU8::new(0),
@@ -114,7 +114,7 @@ impl RequestLink {
         (std::sync::Arc::new(link), ResponseSentGuard { _tx: tx })
     }
 
-    pub fn stop(&self, cause: StopCause) {
+    pub(crate) fn stop(&self, cause: StopCause) {
         let v = match cause {
             StopCause::None => 0,
             StopCause::CpuBudget => 1,
@@ -124,7 +124,7 @@ impl RequestLink {
         self.cause.store(v, Ordering::Release);
     }
 
-    pub fn cause(&self) -> StopCause {
+    pub(crate) fn cause(&self) -> StopCause {
         match self.cause.load(Ordering::Acquire) {
             1 => StopCause::CpuBudget,
             2 => StopCause::MemoryLimit,
@@ -134,7 +134,7 @@ impl RequestLink {
     }
 
     /// Ready once the edge has sent the whole response (or given up on it).
-    pub fn poll_response_sent(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_response_sent(&self, cx: &mut Context<'_>) -> Poll<()> {
         let Ok(mut slot) = self.response_sent.lock() else {
             return Poll::Ready(());
         };
@@ -152,7 +152,7 @@ impl RequestLink {
 }
 
 /// Dropped by the edge when it is done with the response.
-pub struct ResponseSentGuard {
+pub(crate) struct ResponseSentGuard {
     _tx: oneshot::Sender<()>,
 }
 

@@ -9,15 +9,16 @@
 //! Imports point down: `guest` uses `outbound` (a guest's sends go through
 //! its hook) and `context`, never `app` or `edge`.
 
-pub mod admission;
-pub mod component;
-pub mod direct_p2;
-pub mod engine;
-pub mod factory;
-pub mod handler;
-pub mod host;
-pub mod lifecycle;
-pub mod output;
-pub mod rate_limit;
-pub mod request;
-pub mod state;
+pub(crate) mod admission;
+pub(crate) mod component;
+pub(crate) mod direct_p2;
+pub(crate) mod engine;
+pub(crate) mod engine_config;
+pub(crate) mod factory;
+pub(crate) mod handler;
+pub(crate) mod host;
+pub(crate) mod lifecycle;
+pub(crate) mod output;
+pub(crate) mod rate_limit;
+pub(crate) mod request;
+pub(crate) mod state;

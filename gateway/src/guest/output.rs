@@ -17,14 +17,14 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// The longest piece of output logged as one event.
-pub const MAX_LINE_BYTES: usize = 4096;
+pub(crate) const MAX_LINE_BYTES: usize = 4096;
 
 /// The log target of guest output, for filtering (`OKRA_LOG=okra::guest=off`).
-pub const TARGET: &str = "okra::guest";
+pub(crate) const TARGET: &str = "okra::guest";
 
 /// Which stream a guest wrote to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuestStream {
+pub(crate) enum GuestStream {
     Stdout,
     Stderr,
 }
@@ -40,13 +40,13 @@ impl GuestStream {
 
 /// What a component's `WasiCtx` gets for stdout or stderr.
 #[derive(Clone)]
-pub struct GuestOutput {
+pub(crate) struct GuestOutput {
     labels: Arc<ComponentLabels>,
     stream: GuestStream,
 }
 
 impl GuestOutput {
-    pub fn new(labels: Arc<ComponentLabels>, stream: GuestStream) -> Self {
+    pub(crate) fn new(labels: Arc<ComponentLabels>, stream: GuestStream) -> Self {
         GuestOutput { labels, stream }
     }
 

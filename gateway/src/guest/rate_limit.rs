@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One bucket.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: u32,
     /// Nanoseconds between two requests at the sustained rate.
     interval: u64,
@@ -20,7 +20,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `rate` requests per second with bursts of up to `burst` (both at least 1).
-    pub fn new(rate: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
         let interval = 1_000_000_000 / u64::from(rate.max(1));
         RateLimiter {
             rate,
@@ -32,19 +32,19 @@ impl RateLimiter {
     }
 
     /// The sustained rate this bucket was made with.
-    pub fn rate(&self) -> u32 {
+    pub(crate) fn rate(&self) -> u32 {
         self.rate
     }
 
     /// Takes a token, or says how long until one is free.
-    pub fn check(&self) -> Result<(), Duration> {
+    pub(crate) fn check(&self) -> Result<(), Duration> {
         let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.check_at(now)
     }
 
     /// Gives back a token taken by `check` that went unused (another bucket
     /// refused the same request), so one refusal is not counted twice.
-    pub fn refund(&self) {
+    pub(crate) fn refund(&self) {
         let _ = self
             .arrival
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |arrival| {

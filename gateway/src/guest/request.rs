@@ -9,26 +9,26 @@ use tenant_config::spin_headers::{InboundRequest, is_reserved_header, spin_heade
 use tenant_config::{RouteMatch, RoutePattern};
 use wasmtime_wasi_http::WasiBody;
 
-pub use tenant_config::spin_headers::HOP_BY_HOP;
+pub(crate) use tenant_config::spin_headers::HOP_BY_HOP;
 
 /// What the request is and which route it matched.
-pub struct GuestRequest<'a> {
-    pub method: Method,
+pub(crate) struct GuestRequest<'a> {
+    pub(crate) method: Method,
     /// Absolute URI.
-    pub uri: &'a str,
+    pub(crate) uri: &'a str,
     /// The sender's headers.
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
     /// False to leave out the sender's `Host` (chaining).
-    pub keep_host: bool,
+    pub(crate) keep_host: bool,
     /// What Spin's headers describe.
-    pub spin: InboundRequest<'a>,
-    pub pattern: &'a RoutePattern,
-    pub matched: &'a RouteMatch,
+    pub(crate) spin: InboundRequest<'a>,
+    pub(crate) pattern: &'a RoutePattern,
+    pub(crate) matched: &'a RouteMatch,
 }
 
 impl GuestRequest<'_> {
     /// The request with `body`; fails on a URI or header value http rejects.
-    pub fn build(self, body: WasiBody) -> Result<http::Request<WasiBody>, String> {
+    pub(crate) fn build(self, body: WasiBody) -> Result<http::Request<WasiBody>, String> {
         let uri = self.uri;
         let mut builder = http::Request::builder().method(self.method).uri(uri);
         let headers = builder

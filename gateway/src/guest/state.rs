@@ -15,25 +15,25 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// One component's variables, as its guests may read them.
-pub type ComponentVariables = Arc<BTreeMap<String, VariableValue>>;
+pub(crate) type ComponentVariables = Arc<BTreeMap<String, VariableValue>>;
 
 /// The data of one guest `Store`.
-pub struct GuestState {
-    pub wasi: WasiCtx,
-    pub table: ResourceTable,
-    pub http: WasiHttpCtx,
-    pub hooks: OutboundHooks,
-    pub memory: MemoryLimiter,
-    pub cpu: CpuBudget,
+pub(crate) struct GuestState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) http: WasiHttpCtx,
+    pub(crate) hooks: OutboundHooks,
+    pub(crate) memory: MemoryLimiter,
+    pub(crate) cpu: CpuBudget,
     /// The request this instance serves; set when the request starts.
-    pub link: Arc<RequestLink>,
+    pub(crate) link: Arc<RequestLink>,
     /// The component's variables, for the variables interfaces.
-    pub variables: ComponentVariables,
+    pub(crate) variables: ComponentVariables,
     /// The tenant's concurrency slot this instance holds (set once its
     /// request is attached); given back when the store is dropped.
-    pub slot: Option<InstanceSlot>,
+    pub(crate) slot: Option<InstanceSlot>,
     /// The tenant's CPU turns, which the guest waits for once CPU-bound.
-    pub turn: Option<CpuTurn>,
+    pub(crate) turn: Option<CpuTurn>,
 }
 
 impl WasiView for GuestState {
@@ -56,17 +56,21 @@ impl WasiHttpView for GuestState {
 }
 
 /// Caps one instance's linear memories and tables; remembers if it said no.
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     max_memory_bytes: usize,
     max_table_elements: usize,
     /// Set when the guest asked for more memory than its limit.
-    pub exceeded: bool,
+    pub(crate) exceeded: bool,
     /// Told when the limit is hit.
-    pub link: Arc<RequestLink>,
+    pub(crate) link: Arc<RequestLink>,
 }
 
 impl MemoryLimiter {
-    pub fn new(max_memory_bytes: u64, max_table_elements: usize, link: Arc<RequestLink>) -> Self {
+    pub(crate) fn new(
+        max_memory_bytes: u64,
+        max_table_elements: usize,
+        link: Arc<RequestLink>,
+    ) -> Self {
         MemoryLimiter {
             max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
             max_table_elements,
@@ -102,14 +106,14 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// A request's CPU allowance, counted in epoch ticks observed while wasm runs.
-pub struct CpuBudget {
+pub(crate) struct CpuBudget {
     ticks_left: u64,
     /// Set when the guest used its whole allowance and was interrupted.
-    pub exceeded: bool,
+    pub(crate) exceeded: bool,
 }
 
 impl CpuBudget {
-    pub fn new(cpu_time: Duration, tick: Duration) -> Self {
+    pub(crate) fn new(cpu_time: Duration, tick: Duration) -> Self {
         let ticks = cpu_time.as_nanos() / tick.as_nanos().max(1);
         CpuBudget {
             ticks_left: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
@@ -119,7 +123,7 @@ impl CpuBudget {
 
     /// Called on every epoch tick the guest is running through: yield to the
     /// executor while budget remains, interrupt once it is spent.
-    pub fn on_tick(&mut self) -> wasmtime::UpdateDeadline {
+    pub(crate) fn on_tick(&mut self) -> wasmtime::UpdateDeadline {
         if self.ticks_left == 0 {
             self.exceeded = true;
             return wasmtime::UpdateDeadline::Interrupt;

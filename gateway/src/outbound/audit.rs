@@ -13,42 +13,42 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 /// One outbound request, as audited.
 #[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord {
-    pub request_id: String,
-    pub tenant: String,
-    pub app: String,
-    pub component: String,
+pub(crate) struct AuditRecord {
+    pub(crate) request_id: String,
+    pub(crate) tenant: String,
+    pub(crate) app: String,
+    pub(crate) component: String,
     /// `external`, `chained` or `self`.
-    pub kind: &'static str,
-    pub method: String,
-    pub url: String,
+    pub(crate) kind: &'static str,
+    pub(crate) method: String,
+    pub(crate) url: String,
     /// `allow` or `deny`.
-    pub decision: &'static str,
+    pub(crate) decision: &'static str,
     /// What decided: `allowed_outbound_hosts`, `<scope>: <policy key>`, or `policy` when all passed.
-    pub rule: String,
+    pub(crate) rule: String,
     /// The upstream's status, when one answered.
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Response body bytes the guest received.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Failure reason when the request failed after being allowed.
-    pub error: Option<&'static str>,
-    pub duration_ms: f64,
+    pub(crate) error: Option<&'static str>,
+    pub(crate) duration_ms: f64,
 }
 
 /// Records waiting for the writer thread; past this, new ones are dropped
 /// (and counted) rather than slowing requests down.
-pub const AUDIT_QUEUE: usize = 65_536;
+pub(crate) const AUDIT_QUEUE: usize = 65_536;
 
 /// Where audit records go: a file written by a thread of its own, so no
 /// request ever waits on disk I/O or on a lock held across it.
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     file: Option<SyncSender<String>>,
     dropped: IntCounter,
 }
 
 impl AuditLog {
     /// `dropped` counts records lost because the writer fell behind.
-    pub fn open(path: Option<&Path>, dropped: IntCounter) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: Option<&Path>, dropped: IntCounter) -> anyhow::Result<Self> {
         let file = match path {
             Some(p) => {
                 let file = std::fs::OpenOptions::new()
@@ -68,7 +68,7 @@ impl AuditLog {
         Ok(AuditLog { file, dropped })
     }
 
-    pub fn write(&self, record: &AuditRecord) {
+    pub(crate) fn write(&self, record: &AuditRecord) {
         let Ok(line) = serde_json::to_string(record) else {
             return;
         };
@@ -109,7 +109,7 @@ fn write_records(file: std::fs::File, queue: &Receiver<String>) {
 }
 
 /// `url` with every query value replaced by `redacted` (names kept).
-pub fn redact_query(url: &str) -> String {
+pub(crate) fn redact_query(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else {
         return url.to_string();
     };

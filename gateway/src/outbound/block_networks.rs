@@ -39,7 +39,7 @@ const PRIVATE_V6: &[&str] = &[
 
 /// A parsed block list. Empty means nothing is blocked.
 #[derive(Debug, Clone, Default)]
-pub struct BlockedNetworks {
+pub(crate) struct BlockedNetworks {
     v4: Vec<Ipv4Net>,
     v6: Vec<Ipv6Net>,
 }
@@ -47,7 +47,7 @@ pub struct BlockedNetworks {
 impl BlockedNetworks {
     /// Parses entries: `private`, `none` (alone: block nothing), or CIDRs such
     /// as `203.0.113.0/24` and `2001:db8::/32` (a bare address is a /32 or /128).
-    pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn parse(entries: &[String]) -> anyhow::Result<Self> {
         let mut blocked = BlockedNetworks::default();
         let entries: Vec<&str> = entries
             .iter()
@@ -91,12 +91,13 @@ impl BlockedNetworks {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
 
     /// Whether `ip` may not be connected to.
-    pub fn is_blocked(&self, ip: IpAddr) -> bool {
+    pub(crate) fn is_blocked(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(v4) => self.v4.iter().any(|n| n.contains(&v4)),
             IpAddr::V6(v6) => {

@@ -13,14 +13,14 @@ use tokio::time::{Instant, Sleep};
 use wasmtime_wasi_http::Error;
 
 /// An upstream body with a between-bytes timeout.
-pub struct BetweenBytes {
+pub(crate) struct BetweenBytes {
     inner: hyper::body::Incoming,
     quiet_limit: Duration,
     timer: Pin<Box<Sleep>>,
 }
 
 impl BetweenBytes {
-    pub fn new(inner: hyper::body::Incoming, quiet_limit: Duration) -> Self {
+    pub(crate) fn new(inner: hyper::body::Incoming, quiet_limit: Duration) -> Self {
         BetweenBytes {
             inner,
             quiet_limit,
@@ -63,7 +63,7 @@ impl Body for BetweenBytes {
 
 /// A body that fails with `error` once more than `limit` bytes have passed,
 /// and reports how many bytes it carried when dropped.
-pub struct CappedBody<B> {
+pub(crate) struct CappedBody<B> {
     inner: B,
     limit: Option<u64>,
     seen: u64,
@@ -72,7 +72,7 @@ pub struct CappedBody<B> {
 }
 
 impl<B> CappedBody<B> {
-    pub fn new(inner: B, limit: Option<u64>, error: fn(u64) -> Error) -> Self {
+    pub(crate) fn new(inner: B, limit: Option<u64>, error: fn(u64) -> Error) -> Self {
         CappedBody {
             inner,
             limit,
@@ -83,7 +83,7 @@ impl<B> CappedBody<B> {
     }
 
     /// Calls `f` with the bytes carried when the body is dropped.
-    pub fn on_drop(mut self, f: impl FnOnce(u64) + Send + 'static) -> Self {
+    pub(crate) fn on_drop(mut self, f: impl FnOnce(u64) + Send + 'static) -> Self {
         self.on_drop = Some(Box::new(f));
         self
     }
@@ -136,10 +136,10 @@ where
 /// 0.3 guest learns it through the future `request.new` returned. A body
 /// dropped unfinished (the request failed, or the upstream answered early)
 /// reports nothing worse than the request's own outcome: `Ok`.
-pub type BodyOutcome = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+pub(crate) type BodyOutcome = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// Wraps `body` so its end or failure is reported through the returned future.
-pub fn report_outcome<B>(body: B) -> (ReportingBody<B>, BodyOutcome) {
+pub(crate) fn report_outcome<B>(body: B) -> (ReportingBody<B>, BodyOutcome) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let outcome = Box::pin(async move { rx.await.unwrap_or(Ok(())) });
     (
@@ -152,7 +152,7 @@ pub fn report_outcome<B>(body: B) -> (ReportingBody<B>, BodyOutcome) {
 }
 
 /// A body that reports how it ended (see [`report_outcome`]).
-pub struct ReportingBody<B> {
+pub(crate) struct ReportingBody<B> {
     inner: B,
     outcome: Option<tokio::sync::oneshot::Sender<Result<(), Error>>>,
 }

@@ -29,12 +29,12 @@ use tokio_rustls::client::TlsStream;
 tokio::task_local! {
     /// The connect timeout of the request being sent: hyper's pool gives the
     /// connector only a URI, so the timeout travels in the sending task.
-    pub static CONNECT_TIMEOUT: Duration;
+    pub(crate) static CONNECT_TIMEOUT: Duration;
 }
 
 /// Why no connection could be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     #[error("{0}")]
     Dns(#[from] super::resolver::ResolveError),
     #[error("every address of {host} is in a blocked network: {addresses:?}")]
@@ -61,23 +61,23 @@ pub enum ConnectError {
 
 /// Open-connection accounting for one tenant.
 #[derive(Clone)]
-pub struct ConnectionMetrics {
+pub(crate) struct ConnectionMetrics {
     /// Connections open now (in use or idle in the pool).
-    pub open: IntGauge,
+    pub(crate) open: IntGauge,
     /// Connections ever opened; requests minus this is the reuse.
-    pub opened: IntCounter,
+    pub(crate) opened: IntCounter,
 }
 
 /// Dials for one tenant's pool.
 #[derive(Clone)]
-pub struct TenantConnector {
-    pub resolver: Arc<Resolver>,
-    pub blocked: Arc<BlockedNetworks>,
-    pub tls: TlsConnector,
-    pub permits: Arc<Semaphore>,
-    pub max_connections: usize,
-    pub default_connect_timeout: Duration,
-    pub metrics: ConnectionMetrics,
+pub(crate) struct TenantConnector {
+    pub(crate) resolver: Arc<Resolver>,
+    pub(crate) blocked: Arc<BlockedNetworks>,
+    pub(crate) tls: TlsConnector,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) max_connections: usize,
+    pub(crate) default_connect_timeout: Duration,
+    pub(crate) metrics: ConnectionMetrics,
 }
 
 impl tower_service::Service<http::Uri> for TenantConnector {
@@ -171,7 +171,7 @@ impl TenantConnector {
 }
 
 /// A plain or TLS TCP stream.
-pub enum MaybeTls {
+pub(crate) enum MaybeTls {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
@@ -217,7 +217,7 @@ impl AsyncWrite for MaybeTls {
 }
 
 /// A connection in a tenant's pool, holding one of the tenant's permits.
-pub struct PooledStream {
+pub(crate) struct PooledStream {
     io: TokioIo<MaybeTls>,
     h2: bool,
     _permit: OwnedSemaphorePermit,

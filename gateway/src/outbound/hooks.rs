@@ -33,7 +33,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 /// component `id` in-process. Implemented above this layer (the app knows
 /// its components), so outbound never depends on how guests are run.
 #[async_trait::async_trait]
-pub trait ChainTarget: Send + Sync {
+pub(crate) trait ChainTarget: Send + Sync {
     /// Runs component `id` of the app for `request`.
     async fn call(
         &self,
@@ -44,25 +44,27 @@ pub trait ChainTarget: Send + Sync {
 }
 
 /// What one component may reach, under which policy, through which pool.
-pub struct ComponentOutbound {
-    pub labels: ComponentLabels,
-    pub allowed: AllowedHosts,
-    pub policy: PolicyChain,
+pub(crate) struct ComponentOutbound {
+    pub(crate) labels: ComponentLabels,
+    pub(crate) allowed: AllowedHosts,
+    pub(crate) policy: PolicyChain,
     /// What the policy scopes settle (computed at load).
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// `settings.inject_headers`, checked and converted at load.
-    pub inject_headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) inject_headers: Vec<(HeaderName, HeaderValue)>,
     /// The tenant's pools.
-    pub pools: TenantPools,
+    pub(crate) pools: TenantPools,
     /// The components of this component's app, for chaining.
-    pub app: Arc<dyn ChainTarget>,
-    pub outbound: Arc<Outbound>,
+    pub(crate) app: Arc<dyn ChainTarget>,
+    pub(crate) outbound: Arc<Outbound>,
 }
 
 /// The headers a policy injects, as they will be sent: refused at load when
 /// a name or a value (after its variables are filled in) is not valid HTTP,
 /// instead of being dropped on every request.
-pub fn inject_headers(settings: &Settings) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+pub(crate) fn inject_headers(
+    settings: &Settings,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     settings
         .inject_headers
         .iter()
@@ -101,10 +103,10 @@ impl Destination {
 }
 
 /// The `WasiHttpHooks` of one instance.
-pub struct OutboundHooks {
-    pub component: Arc<ComponentOutbound>,
+pub(crate) struct OutboundHooks {
+    pub(crate) component: Arc<ComponentOutbound>,
     /// The request this instance serves; set when it starts.
-    pub inbound: Arc<InboundContext>,
+    pub(crate) inbound: Arc<InboundContext>,
 }
 
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;

@@ -10,88 +10,35 @@
 mod audit;
 mod block_networks;
 mod body;
+mod config;
 mod connector;
 mod hooks;
 mod peers;
 mod pool;
 mod resolver;
 
-pub use block_networks::BlockedNetworks;
-pub use body::CappedBody;
-pub use hooks::{ChainTarget, ComponentOutbound, OutboundHooks, inject_headers};
-pub use peers::Peers;
-pub use pool::{SendFailure, TenantPool, Timeouts};
-pub use resolver::Resolver;
+pub(crate) use block_networks::BlockedNetworks;
+pub(crate) use body::CappedBody;
+pub use config::{OutboundArgs, OutboundConfig};
+pub(crate) use hooks::{ChainTarget, ComponentOutbound, OutboundHooks, inject_headers};
+pub(crate) use peers::Peers;
+pub(crate) use pool::{SendFailure, TenantPool, Timeouts};
+pub(crate) use resolver::Resolver;
 
 use crate::context::inbound::JwtVerifier;
 use crate::metrics::Metrics;
 use anyhow::Context as _;
 use audit::AuditLog;
 use connector::{ConnectionMetrics, TenantConnector};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tenant_config::policy::{Policy, Scope, ScopeLevel, Settings};
 use tokio::sync::Semaphore;
 
-/// Operator settings for outbound HTTP (`[outbound]` in the config file).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutboundConfig {
-    /// Networks no guest may reach: `private`, `none`, or CIDRs.
-    pub block_networks: Vec<String>,
-    /// Pinned names, `HOST=IP[,IP...]`, answered without DNS.
-    pub resolve: Vec<String>,
-    /// Connect timeout when the guest sets none.
-    pub connect_timeout_ms: u64,
-    /// First-byte timeout when the guest sets none.
-    pub first_byte_timeout_ms: u64,
-    /// Between-bytes timeout when the guest sets none.
-    pub between_bytes_timeout_ms: u64,
-    /// The most any guest may ask for, for each of the three timeouts.
-    pub max_timeout_ms: u64,
-    /// Open connections (in use or idle) per tenant.
-    pub max_connections_per_tenant: u32,
-    /// How long an idle pooled connection is kept.
-    pub idle_timeout_ms: u64,
-    /// PEM file of extra CA certificates to trust besides the webpki roots.
-    pub extra_ca_file: Option<PathBuf>,
-    /// Operator-wide `http.fetch` policy (okra.json form).
-    pub global_policy: Option<PathBuf>,
-    /// Tenant-wide policies (okra.json form, plus `auth` keys), by tenant.
-    pub tenant_policies: BTreeMap<String, PathBuf>,
-    /// Where audit records go (JSON lines); the log when unset.
-    pub audit_log: Option<PathBuf>,
-    /// Chained and self-route hops one request may take before the guest
-    /// gets `loop-detected`.
-    pub max_hops: u32,
-}
-
-impl Default for OutboundConfig {
-    fn default() -> Self {
-        OutboundConfig {
-            block_networks: vec!["private".into()],
-            resolve: Vec::new(),
-            connect_timeout_ms: 10_000,
-            first_byte_timeout_ms: 30_000,
-            between_bytes_timeout_ms: 30_000,
-            max_timeout_ms: 60_000,
-            max_connections_per_tenant: 100,
-            idle_timeout_ms: 90_000,
-            extra_ca_file: None,
-            global_policy: None,
-            tenant_policies: BTreeMap::new(),
-            audit_log: None,
-            max_hops: 10,
-        }
-    }
-}
-
 /// Everything outbound, shared by every app: the operator's rules and one
 /// pool per tenant, made on first use.
-pub struct Outbound {
+pub(crate) struct Outbound {
     config: OutboundConfig,
     resolver: Arc<Resolver>,
     blocked: Arc<BlockedNetworks>,
@@ -106,7 +53,7 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(
+    pub(crate) fn new(
         config: OutboundConfig,
         metrics: Arc<Metrics>,
         peers: Peers,
@@ -148,12 +95,7 @@ impl Outbound {
     }
 
     /// The operator and tenant scopes every request of `tenant` passes.
-    /// The operator's global scope, if a global policy is set.
-    pub fn global_scopes(&self) -> Vec<Arc<Scope>> {
-        self.global_policy.iter().map(|p| p.scope.clone()).collect()
-    }
-
-    pub fn tenant_scopes(&self, tenant: &str) -> Vec<Arc<Scope>> {
+    pub(crate) fn tenant_scopes(&self, tenant: &str) -> Vec<Arc<Scope>> {
         self.global_policy
             .iter()
             .chain(self.tenant_policies.get(tenant))
@@ -162,14 +104,14 @@ impl Outbound {
     }
 
     /// The tenant's inbound JWT verifier, if it configured keys.
-    pub fn verifier(&self, tenant: &str) -> Option<Arc<JwtVerifier>> {
+    pub(crate) fn verifier(&self, tenant: &str) -> Option<Arc<JwtVerifier>> {
         self.verifiers.get(tenant).cloned()
     }
 
     /// The timeouts for a request: the guest's where given, else the policy's
     /// `timeoutMsDefault`, else the operator's defaults; never more than the
     /// policy's `maxTimeoutMs` or the operator's `max_timeout_ms`.
-    pub fn timeouts(
+    pub(crate) fn timeouts(
         &self,
         asked: Option<&wasmtime_wasi_http::RequestOptions>,
         policy: &Settings,
@@ -201,14 +143,14 @@ impl Outbound {
     }
 
     /// Drops a gone tenant's pools (and their idle connections).
-    pub fn forget_tenant(&self, tenant: &str) {
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools.remove(tenant);
     }
 
     /// The tenant's pools, made on first use. Components take theirs when
     /// they load, so the request path never looks them up.
-    pub fn pools(&self, tenant: &str) -> TenantPools {
+    pub(crate) fn pools(&self, tenant: &str) -> TenantPools {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools
             .entry(tenant.to_string())
@@ -248,7 +190,7 @@ impl Outbound {
     }
 
     /// Hops a request may take through chaining and self-routes.
-    pub fn max_hops(&self) -> u32 {
+    pub(crate) fn max_hops(&self) -> u32 {
         self.config.max_hops
     }
 }
@@ -256,9 +198,9 @@ impl Outbound {
 /// One tenant's clients: to the outside world, and to the gateway's peers
 /// for self-routes.
 #[derive(Clone)]
-pub struct TenantPools {
-    pub external: Arc<TenantPool>,
-    pub peers: Arc<TenantPool>,
+pub(crate) struct TenantPools {
+    pub(crate) external: Arc<TenantPool>,
+    pub(crate) peers: Arc<TenantPool>,
 }
 
 /// rustls with the webpki roots (plus the operator's extra CAs), ALPN h2 and http/1.1.

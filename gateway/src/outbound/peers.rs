@@ -18,14 +18,14 @@ use std::time::Duration;
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The peers and the balancer that picks among the healthy ones.
-pub struct Peers {
+pub(crate) struct Peers {
     balancer: Arc<LoadBalancer<RoundRobin>>,
 }
 
 impl Peers {
     /// A balancer over `addrs`, and the background service that health-checks
     /// them (add it to the Pingora server).
-    pub fn new(
+    pub(crate) fn new(
         addrs: &[SocketAddr],
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<(Self, GenBackgroundService<LoadBalancer<RoundRobin>>)> {
@@ -59,7 +59,7 @@ impl Peers {
 
     /// The next healthy peer, round robin. When none passes its check any
     /// peer is tried rather than failing outright.
-    pub fn pick(&self) -> Option<SocketAddr> {
+    pub(crate) fn pick(&self) -> Option<SocketAddr> {
         let backend = self
             .balancer
             .select(b"", 256)

@@ -15,32 +15,32 @@ use wasmtime_wasi_http::{Error, WasiBody};
 
 /// The three timeouts of one outbound request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// DNS, waiting for a connection permit, TCP and TLS.
-    pub connect: Duration,
+    pub(crate) connect: Duration,
     /// From having a connection (pooled or new) to the response head.
-    pub first_byte: Duration,
+    pub(crate) first_byte: Duration,
     /// Longest quiet gap while the response body streams.
-    pub between_bytes: Duration,
+    pub(crate) between_bytes: Duration,
 }
 
 /// A failure, as the guest sees it and as metrics count it.
 #[derive(Debug)]
-pub struct SendFailure {
-    pub code: Error,
+pub(crate) struct SendFailure {
+    pub(crate) code: Error,
     /// A short label for metrics: `dns`, `blocked_address`, `connect_timeout`, ...
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
     /// The detail for the operator's log.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 /// A tenant's pooled client.
-pub struct TenantPool {
+pub(crate) struct TenantPool {
     client: Client<TenantConnector, WasiBody>,
 }
 
 impl TenantPool {
-    pub fn new(connector: TenantConnector, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(connector: TenantConnector, idle_timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(idle_timeout)
             .pool_timer(TokioTimer::new())
@@ -51,7 +51,7 @@ impl TenantPool {
 
     /// Sends `request` (absolute URI, already allowed) and returns the response
     /// with a body that enforces the between-bytes timeout.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         mut request: http::Request<WasiBody>,
         timeouts: Timeouts,

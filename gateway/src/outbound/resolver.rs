@@ -8,13 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Resolves outbound hosts.
 #[derive(Debug, Default)]
-pub struct Resolver {
+pub(crate) struct Resolver {
     pinned: HashMap<String, Vec<IpAddr>>,
 }
 
 /// Why a host has no addresses.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     #[error("DNS lookup of {host} failed: {source}")]
     Lookup {
         host: String,
@@ -26,7 +26,7 @@ pub enum ResolveError {
 
 impl Resolver {
     /// Parses `HOST=IP[,IP...]` pins.
-    pub fn new(pins: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn new(pins: &[String]) -> anyhow::Result<Self> {
         let mut pinned: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for pin in pins {
             let (host, ips) = pin.split_once('=').ok_or_else(|| {
@@ -57,7 +57,11 @@ impl Resolver {
 
     /// Every address `host` (a name, an IPv4 address or a bracketed or bare
     /// IPv6 address, as in a normalised URI) stands for, with `port`.
-    pub async fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
+    pub(crate) async fn lookup(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, ResolveError> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);

@@ -3,5 +3,5 @@
 //! does not provide yet. A new host interface (key-value, SQLite, ...) gets
 //! its own module here and is linked in `guest::engine`.
 
-pub mod stubs;
-pub mod variables;
+pub(crate) mod stubs;
+pub(crate) mod variables;

@@ -40,7 +40,7 @@ const PREFERRED_ERROR_CASES: &[&str] = &[
 ];
 
 /// Defines stubs in `linker` for every Spin platform interface `component` imports.
-pub fn define_unsupported(
+pub(crate) fn define_unsupported(
     linker: &mut Linker<GuestState>,
     engine: &Engine,
     component: &Component,

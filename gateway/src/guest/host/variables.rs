@@ -21,13 +21,13 @@ const SPIN_VARIABLES: &[&str] = &["fermyon:spin/variables", "spin:variables/vari
 const WASI_CONFIG: &str = "wasi:config/store";
 
 /// True when `interface` (an import name, with version) is served here.
-pub fn provides(interface: &str) -> bool {
+pub(crate) fn provides(interface: &str) -> bool {
     let base = interface.split('@').next().unwrap_or(interface);
     SPIN_VARIABLES.contains(&base) || base == WASI_CONFIG
 }
 
 /// Defines every variables interface `component` imports.
-pub fn define(
+pub(crate) fn define(
     linker: &mut Linker<GuestState>,
     engine: &Engine,
     component: &Component,

@@ -94,6 +94,22 @@ impl Drop for Gateway {
     }
 }
 
+/// The `gateway` binary. It belongs to the `gateway` crate, so Cargo builds
+/// it for that crate's tests, not this one's; `cargo test --workspace` (the
+/// README's test command) builds both into the same directory, where `okra`
+/// and `control-plane` are. After changing the gateway, test with
+/// `--workspace` (or `cargo build -p gateway` first) so this is not stale.
+pub fn gateway_bin() -> std::path::PathBuf {
+    let okra = std::path::Path::new(env!("CARGO_BIN_EXE_okra"));
+    let gateway = okra.with_file_name(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        gateway.exists(),
+        "{} is not built: run `cargo test --workspace`, or `cargo build -p gateway` first",
+        gateway.display()
+    );
+    gateway
+}
+
 /// How to start a gateway beyond its apps and flags.
 #[derive(Default)]
 pub struct Launch<'a> {
@@ -109,7 +125,7 @@ impl Launch<'_> {
     pub fn start(self, apps: &[&str], extra: &[&str]) -> Gateway {
         let addr = self.listen.unwrap_or_else(free_port);
         let metrics = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        let mut cmd = Command::new(gateway_bin());
         cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--metrics-listen")

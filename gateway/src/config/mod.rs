@@ -1,12 +1,28 @@
 //! Operator configuration: one TOML file (`--config`) whose every key is also
 //! a flag and an `OKRA_*` environment variable. Flags beat the file; the file
 //! beats the defaults.
+//!
+//! Each section owns its flags, beside it: [`ServeArgs`] here for the
+//! top-level keys, [`LimitsArgs`], [`RuntimeArgs`], [`OutboundArgs`],
+//! [`ControlArgs`] and `QuotaArgs`. A flag's field is named after its key,
+//! and [`layers`] merges the flags given over the file by key; a default is
+//! written once, in its section's `Default`, and `--help` shows it from
+//! there.
 
-use crate::guest::engine::RuntimeConfig;
-use crate::outbound::OutboundConfig;
+mod control;
+pub mod layers;
+mod limits;
+
+pub use crate::guest::engine_config::{RuntimeArgs, RuntimeConfig};
+pub use crate::outbound::{OutboundArgs, OutboundConfig};
+pub use control::{ControlArgs, ControlConfig};
+pub use control_plane::quotas::{QuotaArgs, Quotas};
+pub use layers::Section;
+pub use limits::LimitsArgs;
+
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use control_plane::quotas::Quotas;
+use layers::Layers;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,182 +36,120 @@ pub struct Cli {
     /// Operator settings file (TOML); flags override it.
     #[arg(long, env = "OKRA_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Public HTTP listener (HTTP/1.1 and h2c) [default: 127.0.0.1:8080].
+    /// The top-level keys' flags.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// `[limits]`.
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    /// `[runtime]`.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// `[outbound]`.
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+    /// `[control]`.
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// `[quotas]`.
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
+}
+
+impl Cli {
+    /// The process's flags, with every default shown in `--help`.
+    pub fn from_args() -> Self {
+        layers::parse_flags(&OperatorConfig::default())
+    }
+}
+
+/// The flags of the top-level keys: listeners, threads, `--app` apps and
+/// their variables, peers and the graceful upgrade.
+#[derive(Clone, Debug, Default, clap::Args, Serialize)]
+pub struct ServeArgs {
+    /// Public HTTP listener (HTTP/1.1 and h2c).
     #[arg(long, env = "OKRA_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Serves /metrics, /healthz and /readyz [default: 127.0.0.1:9090].
+    /// Serves /metrics, /healthz and /readyz.
     #[arg(long, env = "OKRA_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Serve an app with no control plane: HOST=path/to/spin.toml (repeatable).
-    #[arg(long = "app", value_name = "HOST=PATH")]
-    pub apps: Vec<String>,
     /// Worker threads for the edge [default: number of CPUs].
     #[arg(long, env = "OKRA_THREADS")]
     pub threads: Option<usize>,
-    /// Per-instance memory limit in bytes [default: 134217728].
-    #[arg(long, env = "OKRA_MEMORY_BYTES")]
-    pub memory_bytes: Option<u64>,
-    /// Wall-clock limit per request in ms [default: 30000].
-    #[arg(long, env = "OKRA_REQUEST_TIMEOUT_MS")]
-    pub request_timeout_ms: Option<u64>,
-    /// Guest CPU time per request in ms [default: 10000].
-    #[arg(long, env = "OKRA_CPU_TIME_MS")]
-    pub cpu_time_ms: Option<u64>,
-    /// Largest request body in bytes [default: 10485760].
-    #[arg(long, env = "OKRA_MAX_REQUEST_BODY_BYTES")]
-    pub max_request_body_bytes: Option<u64>,
-    /// Requests in flight per tenant [default: 100].
-    #[arg(long, env = "OKRA_MAX_CONCURRENT_REQUESTS")]
-    pub max_concurrent_requests: Option<u32>,
-    /// A tenant's CPU-bound guests that may run at once [default: half the edge threads, at least 1].
-    #[arg(long, env = "OKRA_CPU_PARALLELISM")]
-    pub cpu_parallelism: Option<u32>,
-    /// Requests per second per tenant, all apps together (429 beyond) [default: unlimited].
-    #[arg(long, env = "OKRA_REQUESTS_PER_SECOND")]
-    pub requests_per_second: Option<u32>,
-    /// Requests per second per app (429 beyond) [default: unlimited].
-    #[arg(long, env = "OKRA_APP_REQUESTS_PER_SECOND")]
-    pub app_requests_per_second: Option<u32>,
-    /// Pool slots per engine: component instances alive at once [default: 1000].
-    #[arg(long, env = "OKRA_MAX_INSTANCES")]
-    pub max_instances: Option<u32>,
-    /// Largest linear memory any instance may reserve, in bytes [default: 268435456].
-    #[arg(long, env = "OKRA_MAX_MEMORY_BYTES")]
-    pub max_memory_bytes: Option<u64>,
-    /// Epoch tick in ms [default: 10].
-    #[arg(long, env = "OKRA_EPOCH_TICK_MS")]
-    pub epoch_tick_ms: Option<u64>,
-    /// Bytes of each linear memory a freed pool slot keeps mapped and resets
-    /// in place; 0 hands it all back with madvise [default: 4194304].
-    #[arg(long, env = "OKRA_MEMORY_KEEP_RESIDENT_BYTES")]
-    pub memory_keep_resident_bytes: Option<u64>,
-    /// Empty pool slots kept warm for reuse by the same component [default: 100].
-    #[arg(long, env = "OKRA_MAX_UNUSED_WARM_SLOTS")]
-    pub max_unused_warm_slots: Option<u32>,
-    /// The same as --memory-keep-resident-bytes, for tables [default: 65536].
-    #[arg(long, env = "OKRA_TABLE_KEEP_RESIDENT_BYTES")]
-    pub table_keep_resident_bytes: Option<u64>,
-    /// Freed pool slots whose memory is handed back in one batch of madvise calls [default: 1].
-    #[arg(long, env = "OKRA_DECOMMIT_BATCH_SIZE")]
-    pub decommit_batch_size: Option<u32>,
-    /// Where compiled components are kept across restarts [default: <data-dir>/cache/compiled
-    /// with a store, none without].
-    #[arg(long, env = "OKRA_COMPILE_CACHE_DIR")]
-    pub compile_cache_dir: Option<PathBuf>,
-    /// Size of the compile cache before the least recently used entries go [default: 536870912].
-    #[arg(long, env = "OKRA_COMPILE_CACHE_MAX_BYTES")]
-    pub compile_cache_max_bytes: Option<u64>,
-    /// Networks guests may never reach: `private`, `none` or CIDRs, comma-separated [default: private].
-    #[arg(long, env = "OKRA_BLOCK_NETWORKS", value_delimiter = ',')]
-    pub block_networks: Option<Vec<String>>,
-    /// Pin a name for outbound requests, HOST=IP[,IP...], like curl --resolve (repeatable).
-    #[arg(long = "resolve", value_name = "HOST=IP")]
-    pub resolve: Vec<String>,
-    /// Open outbound connections per tenant [default: 100].
-    #[arg(long, env = "OKRA_OUTBOUND_MAX_CONNECTIONS")]
-    pub outbound_max_connections: Option<u32>,
-    /// Outbound connect timeout when the guest sets none, in ms [default: 10000].
-    #[arg(long, env = "OKRA_OUTBOUND_CONNECT_TIMEOUT_MS")]
-    pub outbound_connect_timeout_ms: Option<u64>,
-    /// Outbound first-byte timeout when the guest sets none, in ms [default: 30000].
-    #[arg(long, env = "OKRA_OUTBOUND_FIRST_BYTE_TIMEOUT_MS")]
-    pub outbound_first_byte_timeout_ms: Option<u64>,
-    /// Outbound between-bytes timeout when the guest sets none, in ms [default: 30000].
-    #[arg(long, env = "OKRA_OUTBOUND_BETWEEN_BYTES_TIMEOUT_MS")]
-    pub outbound_between_bytes_timeout_ms: Option<u64>,
-    /// The longest a guest may ask for, for each outbound timeout, in ms [default: 60000].
-    #[arg(long, env = "OKRA_OUTBOUND_MAX_TIMEOUT_MS")]
-    pub outbound_max_timeout_ms: Option<u64>,
-    /// How long an idle pooled outbound connection is kept, in ms [default: 90000].
-    #[arg(long, env = "OKRA_OUTBOUND_IDLE_TIMEOUT_MS")]
-    pub outbound_idle_timeout_ms: Option<u64>,
-    /// PEM file of CA certificates outbound TLS trusts besides the webpki roots.
-    #[arg(long, env = "OKRA_OUTBOUND_EXTRA_CA_FILE")]
-    pub outbound_extra_ca_file: Option<PathBuf>,
-    /// Operator-wide outbound policy file (okra.json form).
-    #[arg(long, env = "OKRA_GLOBAL_POLICY")]
-    pub global_policy: Option<PathBuf>,
-    /// A tenant's outbound policy file, TENANT=PATH (repeatable; static apps are tenant `local`).
-    #[arg(long = "tenant-policy", value_name = "TENANT=PATH")]
-    pub tenant_policies: Vec<String>,
-    /// Append outbound audit records (JSON lines) to this file instead of the log.
-    #[arg(long, env = "OKRA_AUDIT_LOG")]
-    pub audit_log: Option<PathBuf>,
+    /// Serve an app with no control plane: HOST=path/to/spin.toml (repeatable).
+    #[arg(long = "app", value_name = "HOST=PATH")]
+    #[serde(skip)]
+    pub apps: Vec<String>,
     /// A value for the `--app` apps' variable NAME, NAME=VALUE (repeatable);
     /// beats OKRA_VARIABLE_<NAME>, which beats the manifest default.
     #[arg(long = "var", value_name = "NAME=VALUE")]
+    #[serde(skip)]
     pub vars: Vec<String>,
     /// A public listener of this cluster that self-routes balance over
     /// (repeatable) [default: this gateway's --listen].
     #[arg(long = "peer", value_name = "ADDR")]
+    #[serde(skip)]
     pub peers: Vec<SocketAddr>,
-    /// Chained and self-route hops one request may take [default: 10].
-    #[arg(long, env = "OKRA_MAX_HOPS")]
-    pub max_hops: Option<u32>,
-    /// Where tenants and apps are stored: file:PATH or redis://HOST:PORT
-    /// [default: file:<data-dir>; with --app and no --store, no store at all].
-    #[arg(long, env = "OKRA_STORE")]
-    pub store: Option<String>,
-    /// Local state: the file store (by default), the admin token, bundle and
-    /// compile caches [default: ./okra-data].
-    #[arg(long, env = "OKRA_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The embedded REST API [default: 127.0.0.1:8081].
-    #[arg(long, env = "OKRA_API_LISTEN")]
-    pub api_listen: Option<SocketAddr>,
-    /// Do not serve the REST API (a cluster's gateways; the control-plane binary serves it).
-    #[arg(long, env = "OKRA_NO_API")]
-    pub no_api: bool,
-    /// Apps answer on {app}.{tenant}.<base-domain> [default: localhost].
-    #[arg(long, env = "OKRA_BASE_DOMAIN")]
-    pub base_domain: Option<String>,
-    /// Largest app bundle a deploy may upload, compressed, in bytes [default: 67108864].
-    #[arg(long, env = "OKRA_MAX_BUNDLE_BYTES")]
-    pub max_bundle_bytes: Option<u64>,
-    /// Apps a tenant may have, deployed or not [default: 100].
-    #[arg(long, env = "OKRA_MAX_APPS")]
-    pub max_apps: Option<usize>,
-    /// Versions of each app kept for rollback, the serving one included [default: 10].
-    #[arg(long, env = "OKRA_VERSIONS_KEPT")]
-    pub versions_kept: Option<usize>,
-    /// Variables set on one app [default: 100].
-    #[arg(long, env = "OKRA_MAX_VARIABLES")]
-    pub max_variables: Option<usize>,
-    /// Bytes of one app's variable names and values together [default: 65536].
-    #[arg(long, env = "OKRA_MAX_VARIABLE_BYTES")]
-    pub max_variable_bytes: Option<usize>,
-    /// Custom domains one tenant may hold [default: 20].
-    #[arg(long, env = "OKRA_MAX_DOMAINS")]
-    pub max_domains: Option<usize>,
-    /// Bytes of a tenant's policy document [default: 65536].
-    #[arg(long, env = "OKRA_MAX_POLICY_BYTES")]
-    pub max_policy_bytes: Option<usize>,
-    /// Bytes of every version a tenant keeps, bundles together [default: 1073741824].
-    #[arg(long, env = "OKRA_MAX_STORED_BYTES")]
-    pub max_stored_bytes: Option<u64>,
-    /// Files of every version a tenant keeps, together [default: 50000].
-    #[arg(long, env = "OKRA_MAX_STORED_FILES")]
-    pub max_stored_files: Option<usize>,
     /// Take over the listening sockets of the gateway running with the same
     /// --upgrade-sock (graceful upgrade): start this one with --upgrade, then
     /// send the old one SIGQUIT; no connection is refused in between.
     #[arg(long)]
+    #[serde(skip)]
     pub upgrade: bool,
     /// Where an old and a new gateway hand the listening sockets over
     /// [default: <data-dir>/upgrade.sock].
     #[arg(long, env = "OKRA_UPGRADE_SOCK")]
     pub upgrade_sock: Option<PathBuf>,
-    /// A hostname no tenant may claim, besides the `--app` hosts (repeatable;
-    /// for a control plane whose gateways serve `--app` apps).
-    #[arg(long = "reserved-host", value_name = "HOST")]
-    pub reserved_hosts: Vec<String>,
+}
+
+impl Section for ServeArgs {
+    const KEY: Option<&'static str> = None;
+}
+
+impl Section for RuntimeArgs {
+    const KEY: Option<&'static str> = Some("runtime");
+}
+
+impl Section for OutboundArgs {
+    const KEY: Option<&'static str> = Some("outbound");
+}
+
+impl Section for QuotaArgs {
+    const KEY: Option<&'static str> = Some("quotas");
+}
+
+impl ServeArgs {
+    /// Applies the flags that do not merge by key: the repeated `--app`,
+    /// `--var` and `--peer`, and `--upgrade`.
+    fn extend(&self, config: &mut OperatorConfig) -> anyhow::Result<()> {
+        config.upgrade = self.upgrade;
+        if !self.peers.is_empty() {
+            config.peers = self.peers.clone();
+        }
+        for spec in &self.vars {
+            let Some((name, value)) = spec.split_once('=') else {
+                bail!("--var {spec:?}: expected NAME=VALUE");
+            };
+            let name = name.trim();
+            if let Err(why) = tenant_config::variables::validate_variable_name(name) {
+                bail!("--var {spec:?}: {name:?} is not a variable name: {why}");
+            }
+            config.variables.insert(name.to_string(), value.to_string());
+        }
+        for spec in &self.apps {
+            config.apps.push(parse_app_flag(spec)?);
+        }
+        Ok(())
+    }
 }
 
 /// An app served without the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticApp {
+    /// The Host it answers, as a host key (IDNA ASCII, lowercase); `*` for any.
     pub host: String,
+    /// Its `spin.toml`.
     pub manifest: PathBuf,
 }
 
@@ -203,18 +157,25 @@ pub struct StaticApp {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OperatorConfig {
+    /// The public listener.
     pub listen: SocketAddr,
+    /// The listener of `/metrics`, `/healthz` and `/readyz`.
     pub metrics_listen: SocketAddr,
     /// 0 means one per CPU.
     pub threads: usize,
+    /// The limits tenants' guests run under unless their record sets others.
     pub limits: Limits,
+    /// How the engines are sized.
     pub runtime: RuntimeConfig,
+    /// Guests' outbound HTTP.
     pub outbound: OutboundConfig,
+    /// Apps served without the control plane (`--app`).
     pub apps: Vec<StaticApp>,
     /// Variable values for the `--app` apps, by variable name.
     pub variables: BTreeMap<String, String>,
     /// Public listeners self-routes balance over; empty means `listen`.
     pub peers: Vec<SocketAddr>,
+    /// The store, the REST API and hostnames.
     pub control: ControlConfig,
     /// What each tenant may keep in the store.
     pub quotas: Quotas,
@@ -225,47 +186,6 @@ pub struct OperatorConfig {
     /// (`--upgrade`; a flag only, never in the file).
     #[serde(skip)]
     pub upgrade: bool,
-}
-
-/// The control-plane side: the store, the embedded API, hostnames.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ControlConfig {
-    /// `file:PATH` or `redis://...`; `None` means file:<data_dir>, or no
-    /// store at all when apps are given with `--app`.
-    pub store: Option<String>,
-    pub data_dir: PathBuf,
-    pub api_listen: SocketAddr,
-    pub api: bool,
-    pub base_domain: String,
-    pub max_bundle_bytes: u64,
-    /// Hostnames no tenant may claim, besides the `[[apps]]` hosts.
-    pub reserved_hosts: Vec<String>,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        ControlConfig {
-            store: None,
-            data_dir: PathBuf::from("okra-data"),
-            api_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            api: true,
-            base_domain: "localhost".into(),
-            max_bundle_bytes: 64 << 20,
-            reserved_hosts: Vec::new(),
-        }
-    }
-}
-
-impl ControlConfig {
-    /// The store URL to open, if any.
-    pub fn store_url(&self, has_static_apps: bool) -> Option<String> {
-        match &self.store {
-            Some(url) => Some(url.clone()),
-            None if has_static_apps => None,
-            None => Some(format!("file:{}", self.data_dir.display())),
-        }
-    }
 }
 
 impl Default for OperatorConfig {
@@ -300,119 +220,34 @@ impl OperatorConfig {
 
     /// Defaults, then the `--config` file, then flags and environment.
     pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
-        let mut config = match &cli.config {
+        let mut config = Self::layered(cli.config.as_deref(), |layers| {
+            layers.overlay(&cli.serve)?;
+            layers.overlay(&cli.limits)?;
+            layers.overlay(&cli.runtime)?;
+            layers.overlay(&cli.outbound)?;
+            layers.overlay(&cli.control)?;
+            layers.overlay(&cli.quotas)
+        })?;
+        cli.serve.extend(&mut config)?;
+        cli.outbound.extend(&mut config.outbound)?;
+        cli.control.extend(&mut config.control);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Defaults, then `file`, then the flags `overlay` lays on: a flag
+    /// replaces the key its field is named after.
+    pub fn layered(
+        file: Option<&Path>,
+        overlay: impl FnOnce(&mut Layers) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
+        let base = match file {
             Some(path) => Self::from_file(path)?,
             None => OperatorConfig::default(),
         };
-        macro_rules! set {
-            ($($flag:ident => $($field:ident).+),* $(,)?) => {
-                $(if let Some(v) = cli.$flag { config.$($field).+ = v; })*
-            };
-        }
-        set!(
-            listen => listen,
-            metrics_listen => metrics_listen,
-            threads => threads,
-            memory_bytes => limits.memory_bytes,
-            request_timeout_ms => limits.request_timeout_ms,
-            cpu_time_ms => limits.cpu_time_ms,
-            max_request_body_bytes => limits.max_request_body_bytes,
-            max_concurrent_requests => limits.max_concurrent_requests,
-            max_instances => runtime.max_instances,
-            max_memory_bytes => runtime.max_memory_bytes,
-            epoch_tick_ms => runtime.epoch_tick_ms,
-            memory_keep_resident_bytes => runtime.memory_keep_resident_bytes,
-            max_unused_warm_slots => runtime.max_unused_warm_slots,
-            table_keep_resident_bytes => runtime.table_keep_resident_bytes,
-            decommit_batch_size => runtime.decommit_batch_size,
-            compile_cache_max_bytes => runtime.compile_cache_max_bytes,
-            block_networks => outbound.block_networks,
-            outbound_connect_timeout_ms => outbound.connect_timeout_ms,
-            outbound_first_byte_timeout_ms => outbound.first_byte_timeout_ms,
-            outbound_between_bytes_timeout_ms => outbound.between_bytes_timeout_ms,
-            outbound_max_timeout_ms => outbound.max_timeout_ms,
-            outbound_idle_timeout_ms => outbound.idle_timeout_ms,
-            outbound_max_connections => outbound.max_connections_per_tenant,
-            max_apps => quotas.max_apps,
-            versions_kept => quotas.versions_kept,
-            max_variables => quotas.max_variables,
-            max_variable_bytes => quotas.max_variable_bytes,
-            max_domains => quotas.max_domains,
-            max_policy_bytes => quotas.max_policy_bytes,
-            max_stored_bytes => quotas.max_stored_bytes,
-            max_stored_files => quotas.max_stored_files,
-            max_hops => outbound.max_hops,
-            data_dir => control.data_dir,
-            api_listen => control.api_listen,
-            base_domain => control.base_domain,
-            max_bundle_bytes => control.max_bundle_bytes,
-        );
-        if cli.store.is_some() {
-            config.control.store = cli.store;
-        }
-        for (flag, field) in [
-            (cli.cpu_parallelism, &mut config.limits.cpu_parallelism),
-            (
-                cli.requests_per_second,
-                &mut config.limits.requests_per_second,
-            ),
-            (
-                cli.app_requests_per_second,
-                &mut config.limits.app_requests_per_second,
-            ),
-        ] {
-            if flag.is_some() {
-                *field = flag;
-            }
-        }
-        if cli.no_api {
-            config.control.api = false;
-        }
-        config.control.reserved_hosts.extend(cli.reserved_hosts);
-        config.upgrade = cli.upgrade;
-        if cli.upgrade_sock.is_some() {
-            config.upgrade_sock = cli.upgrade_sock;
-        }
-        if !cli.peers.is_empty() {
-            config.peers = cli.peers;
-        }
-        for spec in &cli.vars {
-            let Some((name, value)) = spec.split_once('=') else {
-                bail!("--var {spec:?}: expected NAME=VALUE");
-            };
-            let name = name.trim();
-            if let Err(why) = tenant_config::variables::validate_variable_name(name) {
-                bail!("--var {spec:?}: {name:?} is not a variable name: {why}");
-            }
-            config.variables.insert(name.to_string(), value.to_string());
-        }
-        if cli.compile_cache_dir.is_some() {
-            config.runtime.compile_cache_dir = cli.compile_cache_dir;
-        }
-        if cli.outbound_extra_ca_file.is_some() {
-            config.outbound.extra_ca_file = cli.outbound_extra_ca_file;
-        }
-        config.outbound.resolve.extend(cli.resolve);
-        if cli.global_policy.is_some() {
-            config.outbound.global_policy = cli.global_policy;
-        }
-        if cli.audit_log.is_some() {
-            config.outbound.audit_log = cli.audit_log;
-        }
-        for spec in &cli.tenant_policies {
-            let Some((tenant, path)) = spec.split_once('=') else {
-                bail!("--tenant-policy {spec:?}: expected TENANT=path/to/policy.json");
-            };
-            config
-                .outbound
-                .tenant_policies
-                .insert(tenant.trim().to_string(), PathBuf::from(path));
-        }
-        for spec in &cli.apps {
-            config.apps.push(parse_app_flag(spec)?);
-        }
-        config.validate()?;
-        Ok(config)
+        let mut layers = Layers::new(&base)?;
+        overlay(&mut layers).context("merging the flags into the configuration")?;
+        layers.build()
     }
 
     fn from_file(path: &Path) -> anyhow::Result<Self> {
@@ -475,7 +310,8 @@ impl OperatorConfig {
         }
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Refuses settings that cannot work together, naming them.
+    pub fn validate(&self) -> anyhow::Result<()> {
         if self.limits.memory_bytes > self.runtime.max_memory_bytes {
             bail!(
                 "limits.memory_bytes ({}) exceeds runtime.max_memory_bytes ({}), the most any pool slot can hold; raise --max-memory-bytes or lower --memory-bytes",
@@ -616,6 +452,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn help_shows_each_default_from_the_sections_own_default() {
+        use clap::CommandFactory;
+        let defaults = layers::defaults_by_key(&OperatorConfig::default()).unwrap();
+        assert_eq!(defaults["memory_bytes"], "134217728");
+        assert_eq!(defaults["block_networks"], "private");
+        assert_eq!(defaults["api_listen"], "127.0.0.1:8081");
+        let command = layers::with_defaults(Cli::command(), &defaults);
+        let help = |id: &str| {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag for {id}"));
+            arg.get_help().unwrap().to_string()
+        };
+        assert!(help("memory_bytes").ends_with("[default: 134217728]"));
+        assert!(help("max_apps").ends_with("[default: 100]"));
+        assert!(help("connect_timeout_ms").ends_with("[default: 10000]"));
+        // A default the help describes in words is left as written.
+        assert!(help("threads").ends_with("[default: number of CPUs]"));
+        // Every key with a default has a flag whose help shows that value
+        // (or, for `threads`, says it in words), so no default is written
+        // twice.
+        for (key, default) in &defaults {
+            let help = help(key);
+            if key != "threads" {
+                let shown = format!("[default: {default}]");
+                assert!(help.ends_with(&shown), "--help of `{key}`: {help}");
+            }
+        }
+        // Flags are merged and shown by key, so no two sections share one.
+        let keys = file_keys();
+        let mut last_parts: Vec<&str> =
+            keys.iter().map(|k| k.rsplit('.').next().unwrap()).collect();
+        last_parts.sort_unstable();
+        let before = last_parts.len();
+        last_parts.dedup();
+        assert_eq!(before, last_parts.len(), "a key in two sections: {keys:?}");
     }
 
     #[test]

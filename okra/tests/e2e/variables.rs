@@ -45,7 +45,7 @@ message = "{{{{ greeting }}}} from p3"
 #[test]
 fn a_missing_required_variable_stops_the_load_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let output = std::process::Command::new(crate::support::gateway_bin())
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .args(["--app", &vars_app(&dir)])
         .env_remove("OKRA_VARIABLE_TOKEN")

@@ -571,7 +571,7 @@ fn a_bad_okra_json_stops_the_gateway_with_the_file_and_key() {
         r#"{"policy.http.fetch.condition": "request.method == 'GET' &&"}"#,
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+    let output = std::process::Command::new(crate::support::gateway_bin())
         .args([
             "--listen",
             "127.0.0.1:0",

@@ -1,20 +1,12 @@
-//! The `okra` CLI. Everything but `okra up` talks to the REST API
-//! (`control_plane::cli`); `okra up` serves the app here with the gateway.
+//! `okra up`: serves the app in a directory with the gateway in this
+//! process, for any Host, like `spin up`.
 
-use clap::Parser;
-use control_plane::cli::{Cli, UpArgs};
+use super::UpArgs;
 use gateway::config::{Cli as GatewayCli, OperatorConfig};
 
-fn main() {
-    let cli = Cli::parse();
-    if let Err(e) = control_plane::cli::main(cli, &up) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-/// Serves the app in `args.dir` on `args.listen` for any Host, like `spin up`.
-fn up(args: &UpArgs) -> anyhow::Result<()> {
+/// Serves the app in `args.dir` on `args.listen`; blocks.
+pub(super) fn up(args: &UpArgs) -> anyhow::Result<()> {
+    use clap::Parser as _;
     gateway::logging::init("warn");
     let manifest = args.dir.join("spin.toml");
     let mut flags = vec![

@@ -374,6 +374,40 @@ async fn spin_interfaces_okra_lacks_return_their_own_errors() {
     );
 }
 
+/// Every request is counted once, whoever answered it: one no app answers
+/// (an unknown host, a head the edge refuses, the health check) is counted
+/// with empty `tenant`, `app` and `component`.
+#[tokio::test]
+async fn requests_no_app_answers_are_counted_too() {
+    let gw = Gateway::start(&[]);
+    assert_eq!(get(&gw, "nobody.localhost", "/").await.status, 404);
+    assert_eq!(get(&gw, "nobody.localhost", "/x").await.status, 404);
+    let ambiguous = "POST /p2/t/echo HTTP/1.1\r\nHost: k.localhost\r\nContent-Length: 4\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let reply = raw_request(gw.addr, ambiguous).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let text = crate::support::wait_metrics(
+        &gw,
+        &[
+            r#"okra_http_requests_total{app="",component="",status="404",tenant=""} 2"#,
+            r#"okra_http_requests_total{app="",component="",status="400",tenant=""} 1"#,
+        ],
+    )
+    .await;
+    // The health checks the test's start-up polled with.
+    for series in [
+        r#"okra_http_requests_total{app="",component="",status="200",tenant=""} "#,
+        r#"okra_http_request_duration_seconds_count{app="",tenant=""} "#,
+    ] {
+        assert!(text.contains(series), "{series} in {text}");
+    }
+    // None of them was counted against the app.
+    assert!(
+        !text.contains(r#"okra_http_requests_total{app="kitchen""#),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn metrics_health_and_readiness() {
     let gw = Gateway::start(&[]);

@@ -1,0 +1,42 @@
+//! `okra build`: each component's `[component.x.build] command`, as
+//! `spin build` runs it.
+
+use anyhow::{Context as _, bail};
+use std::path::Path;
+
+/// Runs every component's build command in its workdir, printing progress.
+pub fn build(dir: &Path) -> anyhow::Result<()> {
+    let manifest = dir.join(control_plane::bundle::MANIFEST);
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;
+    let components = doc.get("component").and_then(|c| c.as_table());
+    for (id, component) in components.into_iter().flatten() {
+        let Some(build) = component.get("build").and_then(|b| b.as_table()) else {
+            continue;
+        };
+        let Some(command) = build.get("command").and_then(|c| c.as_str()) else {
+            continue;
+        };
+        let workdir = match build.get("workdir").and_then(|w| w.as_str()) {
+            Some(w) => dir.join(w),
+            None => dir.to_path_buf(),
+        };
+        eprintln!("Building component {id} with `{command}`");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(&workdir)
+            .status()
+            .with_context(|| format!("running the build command of component {id}"))?;
+        if !status.success() {
+            bail!(
+                "building component {id} failed ({status}): `{command}` in {}",
+                workdir.display()
+            );
+        }
+    }
+    eprintln!("Finished building all components");
+    Ok(())
+}

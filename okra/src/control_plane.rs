@@ -1,0 +1,91 @@
+//! The `control-plane` binary's flags: the store, the REST API, the
+//! hostnames tenants' apps answer on, the limits deploys are checked
+//! against, and the quotas; nothing about serving traffic. Its `--config`
+//! is the gateway's operator file: it reads the sections it uses from it.
+
+use gateway::config::{ControlArgs, LimitsArgs, OperatorConfig, QuotaArgs};
+use std::path::PathBuf;
+
+/// Okra control plane: the REST API for a cluster of gateways that share a
+/// Redis store (`gateway --store redis://... --no-api`).
+#[derive(Debug, clap::Parser)]
+#[command(name = "control-plane", version)]
+pub struct ControlPlaneCli {
+    /// Operator settings file (TOML, the gateway's); flags override it.
+    #[arg(long, env = "OKRA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `[control]`: the store, the API and hostnames.
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// `[limits]`: tenants' defaults, which deploys are checked against.
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    /// `[quotas]`.
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
+}
+
+impl ControlPlaneCli {
+    /// The process's flags, with every default shown in `--help`.
+    pub fn from_args() -> Self {
+        gateway::config::layers::parse_flags(&OperatorConfig::default())
+    }
+
+    /// Defaults, then the file, then these flags.
+    pub fn into_config(self) -> anyhow::Result<OperatorConfig> {
+        let mut config = OperatorConfig::layered(self.config.as_deref(), |layers| {
+            layers.overlay(&self.control)?;
+            layers.overlay(&self.limits)?;
+            layers.overlay(&self.quotas)
+        })?;
+        self.control.extend(&mut config.control);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn takes_the_control_flags_and_no_serving_ones() {
+        let cli = ControlPlaneCli::try_parse_from([
+            "control-plane",
+            "--store",
+            "redis://127.0.0.1:1",
+            "--base-domain",
+            "apps.example.com",
+            "--max-apps",
+            "3",
+            "--memory-bytes",
+            "8388608",
+            "--reserved-host",
+            "www.example.com",
+        ])
+        .unwrap();
+        let config = cli.into_config().unwrap();
+        assert_eq!(config.control.store.as_deref(), Some("redis://127.0.0.1:1"));
+        assert_eq!(config.control.base_domain, "apps.example.com");
+        assert_eq!(config.quotas.max_apps, 3);
+        assert_eq!(config.limits.memory_bytes, 8 << 20);
+        assert_eq!(config.control.reserved_hosts, ["www.example.com"]);
+        for serving in ["--listen", "--app", "--max-instances", "--block-networks"] {
+            let err = ControlPlaneCli::try_parse_from(["control-plane", serving, "x"]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{serving}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cli = ControlPlaneCli::try_parse_from(["control-plane", "--base-domain", "http://x"])
+            .unwrap();
+        let err = cli.into_config().unwrap_err();
+        assert!(err.to_string().contains("base_domain"), "{err}");
+    }
+}
