@@ -36,6 +36,7 @@ pub struct ApiConfig {
     pub admin_token_hash: String,
     /// Largest upload (the compressed bundle), in bytes.
     pub max_bundle_bytes: usize,
+    /// Caps on what an uploaded bundle may unpack to.
     pub bundle_limits: BundleLimits,
     /// How long the deep validation (compiling components) may take.
     pub validation_timeout: Duration,
@@ -51,6 +52,7 @@ pub struct ApiConfig {
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
 pub trait StatusSource: Send + Sync {
+    /// The app's state on this gateway, or `None` if it knows nothing of the app.
     fn status(&self, tenant: &str, app: &str) -> Option<AppStatus>;
 }
 
@@ -97,6 +99,8 @@ pub const VALIDATIONS_WAITING_PER_TENANT: usize = 2;
 pub const VALIDATIONS_AT_ONCE: usize = 2;
 
 impl Api {
+    /// The API over `store`, checking deploys with `validator`; `status` is
+    /// the embedding gateway's report on each app, if there is one.
     pub fn new(
         store: Arc<dyn Store>,
         validator: Arc<dyn BundleValidator>,
@@ -580,6 +584,7 @@ pub struct DomainPath {
     pub domain: String,
 }
 
+/// The body of a request to create a tenant.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
@@ -588,51 +593,76 @@ pub struct NewTenant {
     pub name: String,
 }
 
+/// A tenant just created, with its bearer token.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreatedTenant {
+    /// The tenant's name, as requested.
     pub name: String,
     /// Shown only once: the store keeps only its hash.
     pub token: String,
 }
 
+/// A tenant as the API shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TenantView {
+    /// The tenant's name, unique among tenants.
     pub name: String,
+    /// The names of the tenant's apps, deployed or not, sorted.
     pub apps: Vec<String>,
+    /// The tenant's own limits, if set with `PUT …/limits`; `null` means the
+    /// operator's defaults apply.
     pub limits: Option<Limits>,
+    /// Whether the tenant has a tenant-wide outbound policy (`PUT …/policy`).
     pub has_policy: bool,
 }
 
+/// An app as the API shows it, with the versions it keeps.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AppView {
+    /// The app's name, unique within its tenant.
     pub name: String,
+    /// The version being served; `null` when the app is not deployed.
     pub current: Option<u64>,
+    /// The hostnames the app answers on: its default one, then its custom
+    /// domains. Empty when the app is not deployed.
     pub hosts: Vec<String>,
+    /// The app's custom domains, normalised (lowercase ASCII).
     pub domains: Vec<String>,
     /// Names only: values are write-only.
     pub variables: Vec<String>,
+    /// The versions kept (the newest few, and the one served), oldest first.
     pub versions: Vec<VersionView>,
     /// What the embedding gateway serves, when the API runs in one.
     pub status: Option<AppStatus>,
 }
 
+/// One deployed version of an app.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VersionView {
+    /// The version's number; each deploy of the app gets the next one.
     pub version: u64,
+    /// When the version was deployed, in seconds since the Unix epoch.
     pub created_unix: u64,
+    /// The public routes its manifest declares, as written there.
     pub routes: Vec<String>,
 }
 
+/// The version a deploy or rollback made current.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Deployed {
+    /// The number of the version now being served.
     pub version: u64,
+    /// The hostnames the app answers on: its default one, then its custom domains.
     pub hosts: Vec<String>,
+    /// The public routes the version's manifest declares, as written there.
     pub routes: Vec<String>,
 }
 
+/// The body of a rollback request.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
+    /// The version to serve again; it must be one the app still keeps.
     #[serde(deserialize_with = "tenant_config::whole::number")]
     pub version: u64,
 }
@@ -1002,8 +1032,10 @@ async fn delete_app(
 
 // ---- variables and domains ----
 
+/// The names of an app's variables; their values are never shown.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct VariableNames {
+    /// Every variable set on the app, sorted by name.
     pub names: Vec<String>,
 }
 

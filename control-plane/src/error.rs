@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
+    /// The HTTP status the response carries.
     pub status: StatusCode,
     /// Stable, machine-readable: `not_found`, `invalid_bundle`, ...
     pub code: &'static str,
@@ -20,16 +21,22 @@ pub struct ApiError {
 /// The JSON body of an error.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What was refused or failed, and why.
     pub error: ErrorDetail,
 }
 
+/// The `error` object of an error body: a code to match on and a message to read.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
+    /// Stable, machine-readable reason, such as `not_found`, `invalid_bundle`
+    /// or `quota_exceeded`.
     pub code: String,
+    /// For a person: names what is wrong and what would be accepted.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with any status and code.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -38,26 +45,33 @@ impl ApiError {
         }
     }
 
+    /// A 400 with the given code, for a request that is malformed or invalid.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A 404 `not_found`: the tenant, app or endpoint does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A 409 `conflict`: the request clashes with what is already stored.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// A 401 `unauthorized`: the request carries no bearer token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// A 403 `forbidden`: the token sent may not do this (not the admin's, or
+    /// not the tenant's own).
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// A 500 `internal`: the server failed, through no fault of the request.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }

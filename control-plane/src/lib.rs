@@ -8,6 +8,8 @@
 //! [`validate::BundleValidator`], so a deploy is refused before it is stored
 //! if its components would not load.
 
+#![warn(unreachable_pub, missing_docs)]
+
 pub mod api;
 pub mod auth;
 pub mod bundle;

@@ -19,6 +19,7 @@ use tenant_config::Limits;
 pub struct State {
     /// Bumped by every change; gateways compare it to know they are current.
     pub version: u64,
+    /// Every tenant, by name.
     pub tenants: BTreeMap<String, TenantRecord>,
 }
 
@@ -26,6 +27,7 @@ pub struct State {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TenantRecord {
+    /// The tenant's name: a DNS label, unique among tenants.
     pub name: String,
     /// The global version of the change that last wrote this record.
     pub version: u64,
@@ -35,6 +37,7 @@ pub struct TenantRecord {
     pub limits: Option<Limits>,
     /// The tenant-wide outbound policy, as the okra.json text the tenant sent.
     pub policy: Option<String>,
+    /// The tenant's apps, by name.
     pub apps: BTreeMap<String, AppRecord>,
 }
 
@@ -42,11 +45,13 @@ pub struct TenantRecord {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AppRecord {
+    /// The app's name: a DNS label, unique within its tenant.
     pub name: String,
     /// The version being served; `None` once the app is undeployed.
     pub current: Option<u64>,
     /// The number the next deploy gets: versions are never reused.
     pub next_version: u64,
+    /// The versions kept (older ones are pruned), by number.
     pub versions: BTreeMap<u64, VersionRecord>,
     /// Variable values set through the API (write-only: never read back).
     pub variables: BTreeMap<String, String>,
@@ -58,6 +63,7 @@ pub struct AppRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct VersionRecord {
+    /// The version's number within its app, counting from 1.
     pub version: u64,
     /// Every file of the bundle: relative path → SHA-256 of its bytes.
     pub files: BTreeMap<String, String>,
@@ -89,6 +95,7 @@ pub fn bundle_id(files: &BTreeMap<String, String>) -> String {
 }
 
 impl AppRecord {
+    /// The version being served, if the app is deployed.
     pub fn current_version(&self) -> Option<&VersionRecord> {
         self.current.and_then(|v| self.versions.get(&v))
     }

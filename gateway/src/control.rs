@@ -49,11 +49,10 @@ pub(crate) struct ControlService {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
-#[async_trait]
-impl BackgroundService for ControlService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        // Either the signal or a server that is gone ends the wait.
-        let _ = shutdown.changed().await;
+impl ControlService {
+    /// Stops the control runtime's tasks without waiting for them; safe
+    /// from inside another runtime, unlike dropping it.
+    fn stop(&self) {
         let runtime = self
             .runtime
             .lock()
@@ -63,6 +62,23 @@ impl BackgroundService for ControlService {
             tracing::info!("stopping the control side: the store watcher and the REST API");
             runtime.shutdown_background();
         }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ControlService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Either the signal or a server that is gone ends the wait.
+        let _ = shutdown.changed().await;
+        self.stop();
+    }
+}
+
+impl Drop for ControlService {
+    /// On SIGINT Pingora drops its services without signalling them; the
+    /// runtime is then stopped here, on what may be a runtime's thread.
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

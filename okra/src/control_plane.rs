@@ -1,9 +1,12 @@
 //! The `control-plane` binary's flags: the store, the REST API, the
-//! hostnames tenants' apps answer on, the limits deploys are checked
-//! against, and the quotas; nothing about serving traffic. Its `--config`
-//! is the gateway's operator file: it reads the sections it uses from it.
+//! hostnames tenants' apps answer on, the quotas, and what a deploy is
+//! checked against (tenants' default limits, the engine's sizes, the
+//! operator's outbound policies); nothing about serving traffic. Its
+//! `--config` is the gateway's operator file: it reads the sections it uses.
 
-use gateway::config::{ControlArgs, LimitsArgs, OperatorConfig, QuotaArgs};
+use gateway::config::{
+    ControlArgs, LimitsArgs, OperatorConfig, OutboundArgs, QuotaArgs, RuntimeArgs,
+};
 use std::path::PathBuf;
 
 /// Okra control plane: the REST API for a cluster of gateways that share a
@@ -23,6 +26,13 @@ pub struct ControlPlaneCli {
     /// `[quotas]`.
     #[command(flatten)]
     pub quotas: QuotaArgs,
+    /// `[runtime]`: a deploy compiles here as on a gateway, within the same
+    /// pool sizes.
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// `[outbound]`: a deploy's policies are checked against the operator's.
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
 }
 
 impl ControlPlaneCli {
@@ -36,9 +46,12 @@ impl ControlPlaneCli {
         let mut config = OperatorConfig::layered(self.config.as_deref(), |layers| {
             layers.overlay(&self.control)?;
             layers.overlay(&self.limits)?;
-            layers.overlay(&self.quotas)
+            layers.overlay(&self.quotas)?;
+            layers.overlay(&self.runtime)?;
+            layers.overlay(&self.outbound)
         })?;
         self.control.extend(&mut config.control);
+        self.outbound.extend(&mut config.outbound)?;
         config.validate()?;
         Ok(config)
     }
@@ -63,6 +76,10 @@ mod tests {
             "8388608",
             "--reserved-host",
             "www.example.com",
+            "--max-memory-bytes",
+            "536870912",
+            "--tenant-policy",
+            "acme=acme.json",
         ])
         .unwrap();
         let config = cli.into_config().unwrap();
@@ -71,7 +88,20 @@ mod tests {
         assert_eq!(config.quotas.max_apps, 3);
         assert_eq!(config.limits.memory_bytes, 8 << 20);
         assert_eq!(config.control.reserved_hosts, ["www.example.com"]);
-        for serving in ["--listen", "--app", "--max-instances", "--block-networks"] {
+        assert_eq!(config.runtime.max_memory_bytes, 512 << 20);
+        assert_eq!(
+            config.outbound.tenant_policies["acme"],
+            std::path::Path::new("acme.json")
+        );
+        for serving in [
+            "--listen",
+            "--metrics-listen",
+            "--threads",
+            "--app",
+            "--var",
+            "--peer",
+            "--upgrade",
+        ] {
             let err = ControlPlaneCli::try_parse_from(["control-plane", serving, "x"]).unwrap_err();
             assert_eq!(
                 err.kind(),

@@ -18,15 +18,20 @@ pub const SERVICE_CHAINING_SUFFIX: &str = ".spin.internal";
 /// One parsed entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedHost {
+    /// The scheme part, before `://`.
     pub scheme: SchemeRule,
+    /// The host part: a name, address, network, wildcard or `self`.
     pub host: HostRule,
+    /// The port part, or the scheme's well-known port when none is written.
     pub port: PortRule,
 }
 
 /// Which URL schemes an entry covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemeRule {
+    /// `*`: every scheme.
     Any,
+    /// One scheme, lowercased (`https`, `redis`, ...).
     Named(String),
 }
 
@@ -48,7 +53,9 @@ pub enum HostRule {
 /// Which ports an entry covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortRule {
+    /// `:*`: every port.
     Any,
+    /// One port, as written or the scheme's well-known one.
     One(u16),
     /// End-exclusive, as Rust's `a..b`: `4444..5555` covers 4444 to 5554.
     Range(Range<u16>),
@@ -58,7 +65,9 @@ pub enum PortRule {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid allowed_outbound_hosts entry {entry:?}: {reason}")]
 pub struct AllowedHostError {
+    /// The entry exactly as written, before any template in it is filled in.
     pub entry: String,
+    /// What is wrong with it, and what would be accepted.
     pub reason: String,
 }
 
@@ -327,6 +336,7 @@ impl AllowedHosts {
         Ok(AllowedHosts { entries: out })
     }
 
+    /// The parsed entries, in order, with `*.spin.internal` already expanded.
     pub fn entries(&self) -> &[AllowedHost] {
         &self.entries
     }
@@ -370,7 +380,9 @@ pub fn with_web_schemes(entry: &str) -> Vec<String> {
 /// A request URL, reduced to what an entry is matched against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundUrl {
+    /// The URL's scheme, lowercase.
     pub scheme: String,
+    /// The URL's host: a lowercased domain, or an IPv4 or IPv6 address.
     pub host: Host<String>,
     /// The URL's port, or its scheme's well-known port.
     pub port: Option<u16>,

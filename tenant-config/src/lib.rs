@@ -4,6 +4,8 @@
 //! route semantics ([`routes`]), outbound allow-lists ([`allowed_hosts`]) and resource limits ([`limits`]). No async, no
 //! network; the gateway enforces what this crate decides.
 
+#![warn(unreachable_pub, missing_docs)]
+
 pub mod allowed_hosts;
 pub mod limits;
 pub mod manifest;

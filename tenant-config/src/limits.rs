@@ -111,10 +111,12 @@ impl Limits {
         Ok(())
     }
 
+    /// The request deadline, `request_timeout_ms`, as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    /// The CPU time allowed per request, `cpu_time_ms`, as a duration.
     pub fn cpu_time(&self) -> Duration {
         Duration::from_millis(self.cpu_time_ms)
     }

@@ -19,16 +19,22 @@ pub enum ManifestError {
     /// The file could not be read at all.
     #[error("{file}: cannot read the manifest: {source}")]
     Io {
+        /// The manifest's path.
         file: PathBuf,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     /// The file was read but is not an acceptable manifest.
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {
+        /// The manifest's path.
         file: PathBuf,
+        /// The line at fault, counting from 1.
         line: usize,
+        /// The column at fault, in characters, counting from 1.
         column: usize,
+        /// What is wrong, naming the key, and what would be accepted.
         message: String,
     },
 }
@@ -215,9 +221,13 @@ pub struct AppManifest {
 /// An application variable declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Variable {
+    /// The value used when no provider gives one.
     pub default: Option<String>,
+    /// Whether a provider must give a value; never set together with `default`.
     pub required: bool,
+    /// Whether the value is kept out of logs and errors.
     pub secret: bool,
+    /// What the variable is for, as the manifest says.
     pub description: Option<String>,
 }
 
@@ -242,8 +252,11 @@ pub enum TriggerHandler {
 /// `static_response = { status_code, headers, body }`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticResponse {
+    /// `status_code`, 200 when not given.
     pub status: u16,
+    /// `headers`, as (name, value) pairs sorted by name.
     pub headers: Vec<(String, String)>,
+    /// `body`, empty when not given.
     pub body: String,
 }
 
@@ -288,14 +301,17 @@ fn is_token_byte(b: u8) -> bool {
 /// One `[component.<id>]`.
 #[derive(Clone, Debug)]
 pub struct Component {
+    /// The `<id>` of `[component.<id>]`.
     pub id: String,
     /// The `.wasm` file, resolved against the manifest's directory.
     pub source: PathBuf,
     /// Files mounted read-only into the guest: (host path, guest path).
     pub files: Vec<FileMount>,
+    /// `allowed_outbound_hosts` as written, templates not yet filled in.
     pub allowed_outbound_hosts: Vec<String>,
     /// Legacy `allowed_http_hosts`.
     pub allowed_http_hosts: Vec<String>,
+    /// `environment`: the environment variables the guest sees.
     pub environment: BTreeMap<String, String>,
     /// Component variable templates, e.g. `url = "{{ api_base }}/v1"`.
     pub variables: BTreeMap<String, String>,
@@ -304,7 +320,9 @@ pub struct Component {
 /// A host directory or file made visible to the guest, read-only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileMount {
+    /// The path on the host, resolved against the manifest's directory.
     pub host_path: PathBuf,
+    /// Where the guest sees it: the `destination`, or `/` and the path as written.
     pub guest_path: String,
 }
 

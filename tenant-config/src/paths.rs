@@ -20,14 +20,24 @@ pub enum PathScope {
 /// Why a path was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    /// The path is absolute: it starts with `/`.
     #[error("absolute paths are not allowed; paths are relative to the app directory")]
     Absolute,
+    /// The path has a `..` component, wherever it is.
     #[error("`..` would leave the app directory")]
     ParentDir,
+    /// The path holds a backslash; only `/` may separate its components.
     #[error("backslashes are not allowed in paths; use `/`")]
     Backslash,
+    /// With symlinks resolved, the path lies outside the app directory.
     #[error("it resolves to {resolved}, outside the app directory {root}")]
-    Outside { resolved: String, root: String },
+    Outside {
+        /// The path with symlinks resolved.
+        resolved: String,
+        /// The app directory with symlinks resolved.
+        root: String,
+    },
+    /// The path or the app directory does not exist or cannot be resolved.
     #[error("cannot resolve it: {0}")]
     Unresolvable(String),
 }

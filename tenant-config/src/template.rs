@@ -45,8 +45,10 @@ pub fn render(
 /// Why a template could not be filled in.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
+    /// The template names a variable the lookup has no value for.
     #[error("variable `{0}` has no value")]
     NoValue(String),
+    /// A `{{` has no `}}` after it.
     #[error("a `{{{{` is never closed by `}}}}`")]
     Unclosed,
 }

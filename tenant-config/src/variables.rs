@@ -21,6 +21,7 @@ pub struct VariableValue {
 }
 
 impl VariableValue {
+    /// A value, hidden from `Debug` when `secret`.
     pub fn new(value: String, secret: bool) -> Self {
         VariableValue { value, secret }
     }
@@ -30,6 +31,7 @@ impl VariableValue {
         &self.value
     }
 
+    /// Whether the value comes from a `secret = true` variable.
     pub fn is_secret(&self) -> bool {
         self.secret
     }
@@ -54,17 +56,23 @@ pub struct AppVariables {
 /// Why variables could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VariableError {
+    /// A `required` variable that no provider gave a value.
     #[error(
         "variable `{0}` is required but has no value; set it with --var {0}=VALUE, OKRA_VARIABLE_{upper}, or the tenant's variables",
         upper = .0.to_ascii_uppercase()
     )]
     MissingRequired(String),
+    /// A component variable's template could not be filled in.
     #[error("component `{component}` variable `{key}`: {reason}")]
     Template {
+        /// The component's id.
         component: String,
+        /// The key under `[component.<id>.variables]`.
         key: String,
+        /// What went wrong filling in the template.
         reason: String,
     },
+    /// Variables were asked for a component id the manifest does not define.
     #[error("the app has no component `{0}`")]
     NoComponent(String),
 }

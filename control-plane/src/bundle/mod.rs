@@ -42,14 +42,33 @@ impl Default for BundleLimits {
 /// Why a bundle was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BundleError {
+    /// The gzip or tar stream is malformed or cut short, or ends with an
+    /// extension header that describes no entry.
     #[error("the bundle is not a readable .tar.gz: {0}")]
     Unreadable(String),
+    /// One entry is refused: a link or special file, an unclean or overlong
+    /// path, a path used twice or as both file and directory, or a bad
+    /// long-name or PAX header.
     #[error("bundle entry {path:?}: {why}")]
-    BadEntry { path: String, why: String },
+    BadEntry {
+        /// The entry's path as the archive gives it.
+        path: String,
+        /// Why the entry was refused.
+        why: String,
+    },
+    /// The decompressed content is over [`BundleLimits::max_unpacked_bytes`].
     #[error("the bundle unpacks to more than {limit} bytes")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The cap that was exceeded, in bytes.
+        limit: u64,
+    },
+    /// The archive has more entries than [`BundleLimits::max_files`].
     #[error("the bundle has more than {limit} entries (files, directories and extension headers)")]
-    TooManyFiles { limit: usize },
+    TooManyFiles {
+        /// The cap that was exceeded, in entries.
+        limit: usize,
+    },
+    /// No `spin.toml` sits at the bundle's top level.
     #[error("the bundle has no spin.toml at its top level")]
     NoManifest,
 }

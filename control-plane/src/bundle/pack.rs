@@ -12,14 +12,21 @@ use tenant_config::paths::normalize_relative;
 /// Why an app directory could not be packed.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
+    /// `spin.toml` could not be read or is not a valid manifest.
     #[error(transparent)]
     Manifest(#[from] tenant_config::ManifestError),
+    /// A file or directory to pack could not be read, or the archive could
+    /// not be written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory being read (the app directory when
+        /// finishing the archive).
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The manifest references a file outside the app directory.
     #[error("{0} is outside the app directory; a bundle holds only files under it")]
     Outside(PathBuf),
 }

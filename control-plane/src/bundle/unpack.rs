@@ -20,11 +20,11 @@ use tenant_config::paths::normalize_relative;
 
 /// The longest path a GNU long-name entry or PAX `path` record may give,
 /// and the longest path a bundle may hold.
-pub const MAX_PATH_BYTES: u64 = 4096;
+pub(crate) const MAX_PATH_BYTES: u64 = 4096;
 /// The longest path component: what file systems take.
-pub const MAX_NAME_BYTES: usize = 255;
+pub(crate) const MAX_NAME_BYTES: usize = 255;
 /// The largest PAX extended header (all its records together).
-pub const MAX_PAX_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_PAX_BYTES: u64 = 64 * 1024;
 /// Tar works in blocks of this size: a header, and data padded to it.
 const BLOCK: u64 = 512;
 /// GNU tar pads an archive to records of 20 blocks.

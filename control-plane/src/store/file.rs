@@ -70,6 +70,7 @@ impl FileStore {
         Ok(store)
     }
 
+    /// The data directory this store keeps its files in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -142,8 +143,11 @@ impl Store for FileStore {
             .into());
         };
         let _writer = self.writer.lock().await;
-        // Another process writing the same directory waits its turn.
-        let _locked = {
+        // Another process writing the same directory waits its turn. The
+        // lock moves into the write below: if this task is cancelled (the
+        // process shutting down) while that write runs on its own thread,
+        // the lock is held until the write is done, not dropped with the task.
+        let locked = {
             let dir = self.dir.clone();
             blocking(move || lock_dir(&dir)).await?
         };
@@ -158,6 +162,7 @@ impl Store for FileStore {
         let tenant = name.to_string();
         let record = plan.record.clone();
         blocking(move || {
+            let _locked = locked;
             let created = match claim_domains(&dir, &tenant, &plan.claimed)? {
                 Ok(created) => created,
                 Err(rejection) => return Ok(Err(rejection)),

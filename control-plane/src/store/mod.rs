@@ -34,14 +34,22 @@ const EVERYTHING: &str = "*";
 /// A store that could not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file in the data directory could not be read or written, or a
+    /// blocking store task failed.
     #[error("{0}")]
     Io(String),
+    /// Redis could not be reached, failed a command or gave an unexpected
+    /// reply, or concurrent writes kept winning until the update gave up.
     #[error("redis: {0}")]
     Redis(String),
+    /// What the store holds is not what it should be: a record, log line or
+    /// legacy state that does not parse, or a name that is not valid.
     #[error("the stored state is corrupt: {0}")]
     Corrupt(String),
+    /// No blob is stored under the hash asked for.
     #[error("blob {0} is missing from the store")]
     MissingBlob(String),
+    /// The `--store` URL is empty, or not a valid Redis URL.
     #[error("{0}")]
     BadUrl(String),
 }
@@ -61,7 +69,12 @@ pub enum Rejection {
     Quota(String),
     /// The change is not acceptable as given; `code` says how.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid {
+        /// The API error code to answer with, such as `invalid_name`.
+        code: &'static str,
+        /// What is wrong, for the client.
+        message: String,
+    },
 }
 
 /// Why an update did not happen.
@@ -70,6 +83,7 @@ pub enum UpdateError {
     /// The change was refused; nothing was written.
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    /// The store itself failed (I/O, Redis, corrupt data), not the change.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -132,6 +146,7 @@ pub trait Store: Send + Sync {
     /// Stores bytes under their SHA-256 (hex) and returns it; storing the
     /// same bytes again is free.
     async fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError>;
+    /// The bytes stored under `hash`; [`StoreError::MissingBlob`] if there are none.
     async fn get_blob(&self, hash: &str) -> Result<Vec<u8>, StoreError>;
     /// Deletes the blobs not in `referenced` that were last stored more than
     /// `grace` ago (so a deploy between storing its blobs and naming them in

@@ -31,7 +31,7 @@ impl Layers {
 
     /// Lays the flags that were given over their section's keys.
     pub fn overlay<S: Section>(&mut self, flags: &S) -> anyhow::Result<()> {
-        let given = as_table(flags)?;
+        let given = given_keys(flags)?;
         let target = match S::KEY {
             None => &mut self.table,
             Some(key) => match self
@@ -51,6 +51,24 @@ impl Layers {
     pub fn build<T: DeserializeOwned>(self) -> anyhow::Result<T> {
         Ok(toml::Value::Table(self.table).try_into()?)
     }
+}
+
+/// The flags given, by key. Each value is converted on its own, so one
+/// that TOML cannot hold (an integer above `i64::MAX`) is named.
+fn given_keys(flags: &impl Serialize) -> anyhow::Result<toml::Table> {
+    let serde_json::Value::Object(given) = serde_json::to_value(flags)? else {
+        anyhow::bail!("flags are a table of settings");
+    };
+    let mut table = toml::Table::new();
+    for (key, value) in given {
+        if value.is_null() {
+            continue;
+        }
+        let converted = toml::Value::try_from(&value)
+            .map_err(|e| anyhow::anyhow!("the flag for `{key}` ({value}): {e}"))?;
+        table.insert(key, converted);
+    }
+    Ok(table)
 }
 
 fn as_table(value: &impl Serialize) -> anyhow::Result<toml::Table> {

@@ -582,6 +582,10 @@ mod tests {
             e.to_string().contains("\"Api-Url\" is not a variable name"),
             "{e}"
         );
+        // TOML holds integers up to i64::MAX; a flag beyond is named.
+        let e = OperatorConfig::from_cli(cli(&["--max-stored-bytes", "18446744073709551615"]))
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("`max_stored_bytes`"), "{e:#}");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "lisen = 1\n").unwrap();

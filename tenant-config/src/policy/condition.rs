@@ -5,23 +5,33 @@
 /// What a condition can see of one outbound request.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestFacts<'a> {
+    /// The HTTP method, e.g. `GET` (`request.method`).
     pub method: &'a str,
+    /// The whole URL, `scheme://host:port/path?query` (`request.url`).
     pub url: &'a str,
+    /// `http` or `https` (`request.scheme`).
     pub scheme: &'a str,
+    /// The host, a domain or an address (`request.host`).
     pub host: &'a str,
+    /// The port, the scheme's default when the URL names none (`request.port`).
     pub port: u16,
+    /// The URL's path, without the query (`request.path`).
     pub path: &'a str,
     /// Lowercase names; repeated headers joined with `, `.
     pub headers: &'a [(String, String)],
     /// Verified claims of the inbound request's bearer token; `{}` when none.
     pub claims: &'a serde_json::Value,
+    /// The name of the tenant whose guest makes the request (`tenant`).
     pub tenant: &'a str,
+    /// The name of the app whose guest makes the request (`app`).
     pub app: &'a str,
+    /// The id of the component that makes the request (`component`).
     pub component: &'a str,
 }
 
 /// A compiled CEL condition.
 pub struct Condition {
+    /// The expression as written in the policy.
     pub source: String,
     program: cel::Program,
 }

@@ -25,8 +25,11 @@ use std::sync::Arc;
 /// Which level a policy file sits at; decides which keys it may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopeLevel {
+    /// The operator's policy, which applies to every tenant.
     Operator,
+    /// A tenant's policy, the only level that may hold `auth` keys.
     Tenant,
+    /// An app's `okra.json`, the only level that may hold `services`.
     App,
 }
 
@@ -34,7 +37,9 @@ pub enum ScopeLevel {
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {message}", file.display())]
 pub struct PolicyError {
+    /// The policy file at fault.
     pub file: PathBuf,
+    /// What is wrong with it; for bad JSON, with the line and column.
     pub message: String,
 }
 
@@ -265,8 +270,11 @@ fn header_name(name: &str) -> Result<String, String> {
 /// Why a request was refused: which scope, which rule, and what it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
+    /// The name of the scope that refused, e.g. `tenant acme`.
     pub scope: String,
+    /// The policy key whose rule refused, e.g. `policy.http.fetch.allowMethods`.
     pub rule: &'static str,
+    /// What the rule found wrong with the request.
     pub reason: String,
 }
 
@@ -275,10 +283,15 @@ pub struct Denial {
 pub struct Settings {
     /// Narrowest scope wins per header; templates filled in.
     pub inject_headers: Vec<(String, String)>,
+    /// Timeout for requests that set none, in ms: the smallest any scope sets.
     pub timeout_ms_default: Option<u64>,
+    /// The longest timeout a request may ask for, in ms: the smallest any scope sets.
     pub max_timeout_ms: Option<u64>,
+    /// Largest request or response body, in bytes: the smallest any scope sets.
     pub max_body_bytes: Option<u64>,
+    /// Whether to add a `traceparent`, as the narrowest scope setting `enableTracing` says.
     pub tracing: bool,
+    /// Whether to write an audit record per request: on if any scope turns it on.
     pub audit: bool,
 }
 
@@ -289,10 +302,12 @@ pub struct PolicyChain {
 }
 
 impl PolicyChain {
+    /// A chain of `scopes`, given broadest first (operator, tenant, app, component).
     pub fn new(scopes: Vec<Arc<Scope>>) -> Self {
         PolicyChain { scopes }
     }
 
+    /// Whether there are no scopes, so every request passes.
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty()
     }
