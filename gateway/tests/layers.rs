@@ -80,6 +80,38 @@ fn references(
             }
         }
     }
+    found.extend(child_references(code, module, is_module));
+    found
+}
+
+/// The child modules `code` names by a relative path (`use child::X`,
+/// `child::f()`): a parent using its child is an edge too, so a child that
+/// reaches back up with `super::` closes a circle.
+fn child_references(
+    code: &str,
+    module: &[String],
+    is_module: &dyn Fn(&[String]) -> bool,
+) -> BTreeSet<Vec<String>> {
+    let mut found = BTreeSet::new();
+    let bytes = code.as_bytes();
+    let mut at = 0;
+    while let Some(offset) = code[at..].find("::") {
+        let end = at + offset;
+        at = end + 2;
+        let start = code[..end]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let first = &code[start..end];
+        let after_path = start > 0 && bytes[start - 1] == b':';
+        if first.is_empty() || after_path || ["crate", "super", "self"].contains(&first) {
+            continue;
+        }
+        let mut child = module.to_vec();
+        child.push(first.to_string());
+        if is_module(&child) {
+            found.insert(child);
+        }
+    }
     found
 }
 
@@ -180,4 +212,6 @@ fn the_checks_see_imports_and_would_see_a_circle() {
     );
     assert!(graph[&module("guest::component")].contains(&module("guest::direct_p2")));
     assert!(graph[&module("outbound::hooks")].contains(&module("context::inbound")));
+    // A parent naming its child by a relative path is an edge as well.
+    assert!(graph[&module("edge")].contains(&module("edge::component_run")));
 }

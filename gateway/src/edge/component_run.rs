@@ -4,8 +4,8 @@
 //! phase ends early with a [`Stop`], which [`Stop::finish`] turns into the
 //! request's [`Outcome`] in one place.
 
-use super::Outcome;
 use super::head::{declared_length, guest_request};
+use super::outcome::Outcome;
 use super::ready_body::{READY_BODY_LIMIT, ReadyBody};
 use super::refusal::Refusal;
 use super::request_body::{BodyError, ChannelBody, RequestBodyPump};

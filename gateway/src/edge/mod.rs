@@ -14,6 +14,7 @@
 
 pub(crate) mod component_run;
 pub(crate) mod head;
+pub(crate) mod outcome;
 pub(crate) mod ready_body;
 pub(crate) mod refusal;
 pub(crate) mod request_body;
@@ -24,6 +25,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use component_run::{Keep, Stop, Target};
 use head::{declared_length, has_both_length_headers, host_of};
+use outcome::Outcome;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
@@ -83,24 +85,6 @@ impl HttpServerApp for Edge {
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
-    }
-}
-
-/// How one request ended.
-pub(crate) struct Outcome {
-    /// The status sent, or the one being sent when the connection broke.
-    pub(crate) status: u16,
-    /// False when the connection must not be reused.
-    pub(crate) reusable: bool,
-}
-
-impl Outcome {
-    /// An answer whose connection closes after it, whatever the write did.
-    fn closing(self) -> Outcome {
-        Outcome {
-            reusable: false,
-            ..self
-        }
     }
 }
 

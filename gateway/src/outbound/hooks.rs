@@ -16,7 +16,7 @@
 use super::audit::{AuditRecord, redact_query};
 use super::body::{BodyOutcome, CappedBody, report_outcome};
 use super::pool::{SendFailure, Timeouts};
-use super::{Outbound, TenantPools};
+use super::shared::{Outbound, TenantPools};
 use crate::context::inbound::{HOPS_HEADER, InboundContext};
 use crate::metrics::ComponentLabels;
 use http::{HeaderName, HeaderValue};
