@@ -21,6 +21,11 @@ pub(crate) const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
 
 /// Builds the server; `run_forever` on the result serves until a signal.
 pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
+    // In a graceful upgrade the old gateway holds these and hands them over.
+    if !config.upgrade {
+        check_bindable(config.listen, "--listen")?;
+        check_bindable(config.metrics_listen, "--metrics-listen")?;
+    }
     let (services, peer_health) = crate::control::app_services(config)?;
     let metrics = services.metrics.clone();
     let variable = |name: &str| config.variable(name);
@@ -89,4 +94,14 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     ready.store(true, Ordering::Release);
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "gateway starting");
     Ok(server)
+}
+
+/// Fails at once, naming the address and its flag, when a listener cannot be
+/// bound. Pingora binds only once the server runs, retries for a while, then
+/// panics the listener's thread and leaves the rest of the process running
+/// (the API up, `/readyz` answering): a supervisor would never restart it.
+fn check_bindable(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({flag}): {e}"))
 }

@@ -8,6 +8,7 @@ mod cluster;
 mod control_plane;
 mod edge;
 mod inside_app;
+mod lifecycle;
 mod limits;
 mod okra_cli;
 mod outbound;
