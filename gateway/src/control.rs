@@ -12,6 +12,7 @@ use crate::guest::admission::Admissions;
 use crate::guest::engine::Runtime;
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, Peers};
+use crate::readiness::Readiness;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -98,10 +99,12 @@ pub(crate) fn start(
     config: &OperatorConfig,
     services: Arc<AppServices>,
     static_apps: Vec<(String, Arc<App>)>,
+    readiness: Arc<Readiness>,
 ) -> anyhow::Result<(Arc<ArcSwap<Snapshot>>, Option<ControlService>)> {
     let fixed = Snapshot::new(Snapshot::operator(&static_apps), Default::default());
     let swap = Arc::new(ArcSwap::from_pointee(fixed));
     let Some(url) = config.control.store_url(!static_apps.is_empty()) else {
+        readiness.set_loaded();
         return Ok((swap, None));
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,6 +138,7 @@ pub(crate) fn start(
         builder,
         swap.clone(),
         services.metrics.clone(),
+        readiness,
     );
     // The edge starts with the store's apps; a store that is down now (Redis
     // restarting) is caught up with by the watcher.
@@ -297,7 +301,7 @@ pub(crate) fn serve_api(
             tracing::info!(api = %listen, "the REST API waits for the old gateway to let go of its port");
             None
         }
-        Err(e) => return Err(e).with_context(|| format!("binding the API listener {listen}")),
+        Err(e) => anyhow::bail!("cannot listen on {listen} (--api-listen): {e}"),
     };
     runtime.spawn(async move {
         let mut listener = listener;

@@ -1,6 +1,7 @@
 //! Prometheus metrics, the labels components are counted by, and the
 //! `--metrics-listen` endpoint serving `/metrics`, `/healthz` and `/readyz`.
 
+use crate::readiness::Readiness;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -11,7 +12,6 @@ use prometheus::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Every metric the gateway exports, in its own registry.
 pub(crate) struct Metrics {
@@ -252,8 +252,8 @@ fn histograms(
 /// The metrics listener's HTTP app.
 pub(crate) struct MetricsApp {
     pub(crate) metrics: Arc<Metrics>,
-    /// Set once every configured app is loaded and the edge is listening.
-    pub(crate) ready: Arc<AtomicBool>,
+    /// What `/readyz` answers from.
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 #[async_trait]
@@ -263,10 +263,14 @@ impl ServeHttp for MetricsApp {
         let (status, content_type, body) = match path.as_str() {
             "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
-            "/readyz" if self.ready.load(Ordering::Acquire) => {
-                (200, "text/plain", b"ready\n".to_vec())
-            }
-            "/readyz" => (503, "text/plain", b"not ready\n".to_vec()),
+            "/readyz" => match self.readiness.not_ready() {
+                None => (200, "text/plain", b"ready\n".to_vec()),
+                Some(why) => (
+                    503,
+                    "text/plain",
+                    format!("not ready: {why}\n").into_bytes(),
+                ),
+            },
             _ => (
                 404,
                 "text/plain",

@@ -4,23 +4,26 @@
 
 use crate::app::{App, AppSource, TenantSpec};
 use crate::config::OperatorConfig;
+use crate::drain::{Drain, Signals};
 use crate::edge::Edge;
+use crate::in_flight::InFlight;
 use crate::metrics::MetricsApp;
+use crate::readiness::Readiness;
 use anyhow::Context as _;
 use pingora::apps::http_app::HttpServer;
-use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tenant_config::PathScope;
 
 /// Tenant name for apps given with `--app`.
 pub(crate) const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
 
 /// Builds the server; `run_forever` on the result serves until a signal.
-pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
+pub fn build(config: &OperatorConfig) -> anyhow::Result<GatewayServer> {
     // In a graceful upgrade the old gateway holds these and hands them over.
     if !config.upgrade {
         check_bindable(config.listen, "--listen")?;
@@ -47,7 +50,10 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
         tracing::info!(host = %app.host, app = %loaded.name, "app loaded");
         static_apps.push((app.host.clone(), Arc::new(loaded)));
     }
-    let (snapshot, control) = crate::control::start(config, services, static_apps)?;
+    let stop_guests = services.runtime.stopping();
+    let readiness = Arc::new(Readiness::new(false));
+    let (snapshot, control) =
+        crate::control::start(config, services, static_apps, readiness.clone())?;
 
     let threads = config.edge_threads();
     let upgrade_sock = config.upgrade_sock();
@@ -57,7 +63,9 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     }
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(1),
+        // A backstop: the drain ends the process once it is done, well
+        // before Pingora's grace period would.
+        grace_period_seconds: Some(config.shutdown_grace_ms.div_ceil(1000) + 5),
         graceful_shutdown_timeout_seconds: Some(5),
         upgrade_sock: upgrade_sock.display().to_string(),
         ..ServerConf::default()
@@ -70,17 +78,17 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     // With --upgrade this waits for the old gateway's listening sockets.
     server.bootstrap();
 
+    let in_flight = Arc::new(InFlight::default());
     let mut edge = Service::new(
         "okra edge".to_string(),
-        Edge::new(snapshot, metrics.clone()),
+        Edge::new(snapshot, metrics.clone(), in_flight.clone()),
     );
     edge.add_tcp(&config.listen.to_string());
-    let ready = Arc::new(AtomicBool::new(false));
     let mut metrics_service = Service::new(
         "okra metrics".to_string(),
         HttpServer::new_app(MetricsApp {
             metrics,
-            ready: ready.clone(),
+            readiness: readiness.clone(),
         }),
     );
     metrics_service.threads = Some(1);
@@ -91,9 +99,30 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<Server> {
     if let Some(control) = control {
         server.add_service(background_service("okra control", control));
     }
-    ready.store(true, Ordering::Release);
+    server.add_service(background_service(
+        "okra drain",
+        Drain {
+            in_flight,
+            readiness,
+            stop_guests,
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+        },
+    ));
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "gateway starting");
-    Ok(server)
+    Ok(GatewayServer(server))
+}
+
+/// The assembled gateway, ready to run.
+pub struct GatewayServer(Server);
+
+impl GatewayServer {
+    /// Serves until a signal ends the process (see `crate::drain`).
+    pub fn run_forever(self) -> ! {
+        self.0.run(RunArgs {
+            shutdown_signal: Box::new(Signals),
+        });
+        std::process::exit(0)
+    }
 }
 
 /// Fails at once, naming the address and its flag, when a listener cannot be

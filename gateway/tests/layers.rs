@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The data plane's layers, top first: each may import those after it.
 const LAYERS: &[&str] = &["edge", "app", "guest", "outbound", "context"];
 /// Modules every layer may use, which themselves use no layer.
-const LEAVES: &[&str] = &["metrics", "logging"];
+const LEAVES: &[&str] = &["metrics", "logging", "readiness", "in_flight"];
 
 /// Every `.rs` file under `dir`.
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -5,6 +5,7 @@
 use super::builder::SnapshotBuilder;
 use super::snapshot::Snapshot;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use arc_swap::ArcSwap;
 use control_plane::model::State;
 use control_plane::store::Store;
@@ -25,6 +26,8 @@ pub(crate) struct Watcher {
     builder: SnapshotBuilder,
     swap: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
+    /// Told once the store's first snapshot is served.
+    readiness: Arc<Readiness>,
     /// The store version the current snapshot was built from.
     served: Option<u64>,
     /// The state that snapshot was built from, brought up to date by the
@@ -45,12 +48,14 @@ impl Watcher {
         builder: SnapshotBuilder,
         swap: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
     ) -> Self {
         Watcher {
             store,
             builder,
             swap,
             metrics,
+            readiness,
             served: None,
             state: None,
             retry: None,
@@ -65,6 +70,7 @@ impl Watcher {
         let changed = changed.filter(|_| !everything);
         let report = self.builder.build(&state, changed.as_ref()).await;
         self.swap.store(Arc::new(report.snapshot));
+        self.readiness.set_loaded();
         self.served = Some(state.version);
         self.retry = if report.failures == 0 {
             None

@@ -100,6 +100,11 @@ pub struct ServeArgs {
     /// [default: <data-dir>/upgrade.sock].
     #[arg(long, env = "OKRA_UPGRADE_SOCK")]
     pub upgrade_sock: Option<PathBuf>,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish
+    /// before their guests are stopped (503), in ms; keep it below the
+    /// supervisor's kill timeout.
+    #[arg(long, env = "OKRA_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
 }
 
 impl Section for ServeArgs {
@@ -182,6 +187,8 @@ pub struct OperatorConfig {
     /// Where a graceful upgrade hands the listening sockets over; `None`
     /// means `<data_dir>/upgrade.sock`.
     pub upgrade_sock: Option<PathBuf>,
+    /// How long requests in flight may take to finish at shutdown, in ms.
+    pub shutdown_grace_ms: u64,
     /// Whether this start takes the sockets over from a running gateway
     /// (`--upgrade`; a flag only, never in the file).
     #[serde(skip)]
@@ -203,6 +210,7 @@ impl Default for OperatorConfig {
             control: ControlConfig::default(),
             quotas: Quotas::default(),
             upgrade_sock: None,
+            shutdown_grace_ms: 25_000,
             upgrade: false,
         }
     }

@@ -20,6 +20,7 @@ pub(crate) mod refusal;
 pub(crate) mod request_body;
 
 use crate::app::{App, RouteTarget, Snapshot};
+use crate::in_flight::InFlight;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -39,16 +40,23 @@ pub(crate) struct Edge {
     /// looked its app up in.
     snapshot: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
+    /// Counts the requests being served, for the drain at shutdown.
+    in_flight: Arc<InFlight>,
     options: HttpServerOptions,
 }
 
 impl Edge {
-    pub(crate) fn new(snapshot: Arc<ArcSwap<Snapshot>>, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        metrics: Arc<Metrics>,
+        in_flight: Arc<InFlight>,
+    ) -> Self {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         Edge {
             snapshot,
             metrics,
+            in_flight,
             options,
         }
     }
@@ -100,6 +108,7 @@ struct AnsweredBy {
 impl Edge {
     /// Serves one request; returns whether the connection may be reused.
     async fn serve(&self, session: &mut ServerSession) -> bool {
+        let _counted = self.in_flight.enter();
         let started = Instant::now();
         let mut by = AnsweredBy::default();
         let outcome = self.answer(session, &mut by).await;

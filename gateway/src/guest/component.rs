@@ -69,6 +69,7 @@ impl ComponentRunner {
             labels: labels.clone(),
             metrics,
             outbound,
+            stopping: runtime.stopping(),
         };
         let no_handler = |e: wasmtime::Error| {
             format_err!(

@@ -17,7 +17,8 @@ use crate::guest::host::stubs;
 use crate::guest::state::GuestState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
@@ -42,6 +43,10 @@ pub(crate) struct Runtime {
     /// Compiled components by the SHA-256 of their wasm: a component shared
     /// by many apps, or redeployed unchanged, compiles once.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
+    /// Set when the gateway shuts down past its grace period: every guest
+    /// still running wasm stops at its next epoch tick, as a trap, so no
+    /// instance is dropped in the middle of its code.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Distinct compiled components kept in memory; beyond this an arbitrary
@@ -98,7 +103,13 @@ impl Runtime {
             },
             config,
             compiled: Mutex::default(),
+            stopping: Arc::default(),
         })
+    }
+
+    /// The flag each instance's epoch callback reads; the drain sets it.
+    pub(crate) fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
     }
 
     /// Compiles `wasm`, or returns the component compiled from the same bytes

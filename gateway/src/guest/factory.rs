@@ -12,6 +12,7 @@ use crate::metrics::{ComponentLabels, Metrics};
 use crate::outbound::{ComponentOutbound, OutboundHooks};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tenant_config::Limits;
 use wasmtime::component::ResourceTable;
@@ -42,6 +43,8 @@ pub(crate) struct GuestFactory {
     pub(super) output_labels: Arc<ComponentLabels>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) outbound: Arc<ComponentOutbound>,
+    /// The runtime's flag: set, every instance stops at its next tick.
+    pub(super) stopping: Arc<AtomicBool>,
 }
 
 impl GuestFactory {
@@ -99,8 +102,13 @@ impl GuestFactory {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        store.epoch_deadline_callback(|mut ctx: StoreContextMut<'_, GuestState>| {
+        let stopping = self.stopping.clone();
+        store.epoch_deadline_callback(move |mut ctx: StoreContextMut<'_, GuestState>| {
             let state = ctx.data_mut();
+            if stopping.load(Ordering::Acquire) {
+                state.link.stop(StopCause::Shutdown);
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
             let update = state.cpu.on_tick();
             if state.cpu.exceeded {
                 state.link.stop(StopCause::CpuBudget);

@@ -19,6 +19,8 @@ pub(crate) enum StopCause {
     MemoryLimit,
     /// The wall-clock deadline passed.
     Deadline,
+    /// The gateway is shutting down and its grace period is over.
+    Shutdown,
 }
 
 /// How a guest that failed ended, decided once from the cause its request's
@@ -32,6 +34,8 @@ pub(crate) enum GuestFailure {
     MemoryLimit,
     /// The request's wall-clock deadline passed.
     Deadline,
+    /// The gateway stopped it: shutting down, past its grace period.
+    Shutdown,
     /// Anything else: a trap, a panic, a bad response.
     Trap,
 }
@@ -50,6 +54,7 @@ impl GuestFailure {
             StopCause::CpuBudget => return GuestFailure::CpuBudget,
             StopCause::MemoryLimit => return GuestFailure::MemoryLimit,
             StopCause::Deadline => return GuestFailure::Deadline,
+            StopCause::Shutdown => return GuestFailure::Shutdown,
             StopCause::None => {}
         }
         if error.downcast_ref::<ExpirationError>().is_some() {
@@ -61,27 +66,33 @@ impl GuestFailure {
         }
     }
 
-    /// The client's status: 504 when the app ran out of time, else 500.
+    /// The client's status: 504 when the app ran out of time, 503 when the
+    /// gateway stopped it to shut down, else 500.
     pub(crate) fn status(self) -> u16 {
         match self {
             GuestFailure::CpuBudget | GuestFailure::Deadline => 504,
+            GuestFailure::Shutdown => 503,
             GuestFailure::MemoryLimit | GuestFailure::Trap => 500,
         }
     }
 
     /// The error code in the client's JSON body.
     pub(crate) fn code(self) -> &'static str {
-        match self.status() {
-            504 => "guest_timeout",
-            _ => "guest_error",
+        match self {
+            GuestFailure::CpuBudget | GuestFailure::Deadline => "guest_timeout",
+            GuestFailure::Shutdown => "shutting_down",
+            GuestFailure::MemoryLimit | GuestFailure::Trap => "guest_error",
         }
     }
 
     /// The message in the client's JSON body.
     pub(crate) fn message(self) -> &'static str {
-        match self.status() {
-            504 => "the app did not answer within its time limit",
-            _ => GUEST_FAILED,
+        match self {
+            GuestFailure::CpuBudget | GuestFailure::Deadline => {
+                "the app did not answer within its time limit"
+            }
+            GuestFailure::Shutdown => "the gateway is shutting down; retry the request",
+            GuestFailure::MemoryLimit | GuestFailure::Trap => GUEST_FAILED,
         }
     }
 
@@ -91,6 +102,7 @@ impl GuestFailure {
             GuestFailure::CpuBudget => "cpu",
             GuestFailure::MemoryLimit => "memory",
             GuestFailure::Deadline => "timeout",
+            GuestFailure::Shutdown => "shutdown",
             GuestFailure::Trap => "trap",
         }
     }
@@ -120,6 +132,7 @@ impl RequestLink {
             StopCause::CpuBudget => 1,
             StopCause::MemoryLimit => 2,
             StopCause::Deadline => 3,
+            StopCause::Shutdown => 4,
         };
         self.cause.store(v, Ordering::Release);
     }
@@ -129,6 +142,7 @@ impl RequestLink {
             1 => StopCause::CpuBudget,
             2 => StopCause::MemoryLimit,
             3 => StopCause::Deadline,
+            4 => StopCause::Shutdown,
             _ => StopCause::None,
         }
     }
