@@ -87,6 +87,11 @@ impl RoutePattern {
         }
         if self.wildcard {
             out.push_str("/...");
+        } else if matches!(self.segments.last(), Some(Segment::Exact(s)) if s == "*" || s == "...")
+        {
+            // A last segment that is literally `*` or `...` (as in `*/`) is
+            // not a wildcard; the slash keeps it from reading as one again.
+            out.push('/');
         }
         if out.is_empty() {
             out.push('/');
@@ -230,6 +235,17 @@ mod tests {
     /// Spin's own example: an exact route matches only its own path (and a
     /// trailing slash), a wildcard everything under its prefix, and the
     /// catch-all the rest.
+    #[test]
+    fn a_literal_star_or_dots_segment_stays_literal_when_normalised() {
+        for (route, normal) in [("*/", "/*/"), ("/a/.../", "/a/.../"), ("/a/*/b", "/a/*/b")] {
+            let pattern = RoutePattern::parse(route);
+            assert!(!pattern.wildcard, "{route}");
+            assert_eq!(pattern.normalized(), normal, "{route}");
+            assert_eq!(RoutePattern::parse(normal).normalized(), normal, "{route}");
+        }
+        assert!(RoutePattern::parse("/a/*").wildcard);
+    }
+
     #[test]
     fn users_wildcard_admin_and_catch_all() {
         let t = table(&["/users/...", "/users/admin", "/..."]);
