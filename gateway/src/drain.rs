@@ -3,7 +3,10 @@
 //! stops accepting and ends keep-alive, `/readyz` fails, and the requests in
 //! flight get up to `shutdown_grace_ms` to finish. Guests still running then
 //! are stopped at their next epoch tick and answered 503, and the process
-//! exits 0 once no request is left (or a short wait after that).
+//! exits 0 once no request is left (or a short wait after that). A second
+//! SIGTERM or SIGINT exits at once, with 130. Guests waiting on I/O rather
+//! than running wasm are not reached by the stop: they are cut when the
+//! process exits.
 //!
 //! The process exits here rather than through Pingora's runtime shutdown,
 //! which drops every task where it stands: a wasi:http 0.2 guest dropped
@@ -20,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// How long stopped guests get to unwind before the process exits anyway.
 const STOPPED_GUESTS_WAIT: Duration = Duration::from_secs(2);
+/// How long the process lingers once nothing is in flight, so that what the
+/// connections still buffer (HTTP/2 frames, the final GOAWAY) goes out.
+const LINGER: Duration = Duration::from_millis(500);
 /// How often the drain looks at the requests in flight.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -48,13 +54,10 @@ impl Drain {
     }
 }
 
-#[async_trait]
-impl BackgroundService for Drain {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-        self.readiness.set_stopping();
+impl Drain {
+    /// Waits for the requests in flight, stops the guests still running
+    /// after the grace period, and waits a little more.
+    async fn drain(&self) {
         let started = Instant::now();
         tracing::info!(
             in_flight = self.in_flight.count(),
@@ -70,11 +73,45 @@ impl BackgroundService for Drain {
                 tracing::warn!(left, "exiting with requests still in flight");
             }
         }
+        tokio::time::sleep(LINGER).await;
         tracing::info!(
             after_ms = started.elapsed().as_millis() as u64,
             "drained; exiting"
         );
-        std::process::exit(0);
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        self.readiness.set_stopping();
+        tokio::select! {
+            () = self.drain() => std::process::exit(0),
+            () = second_signal() => {
+                tracing::warn!("a second signal: exiting without waiting for the drain");
+                std::process::exit(130);
+            }
+        }
+    }
+}
+
+/// Resolves on the next SIGTERM or SIGINT (the first one started the drain).
+async fn second_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 

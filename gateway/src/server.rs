@@ -26,8 +26,14 @@ pub(crate) const LOCAL_TENANT: &str = control_plane::model::OPERATOR_TENANT;
 pub fn build(config: &OperatorConfig) -> anyhow::Result<GatewayServer> {
     // In a graceful upgrade the old gateway holds these and hands them over.
     if !config.upgrade {
-        check_bindable(config.listen, "--listen")?;
-        check_bindable(config.metrics_listen, "--metrics-listen")?;
+        let mut listeners = vec![
+            (config.listen, "--listen"),
+            (config.metrics_listen, "--metrics-listen"),
+        ];
+        if config.control.api && config.control.store_url(!config.apps.is_empty()).is_some() {
+            listeners.push((config.control.api_listen, "--api-listen"));
+        }
+        check_bindable(&listeners)?;
     }
     let (services, peer_health) = crate::control::app_services(config)?;
     let metrics = services.metrics.clone();
@@ -121,7 +127,10 @@ impl GatewayServer {
         self.0.run(RunArgs {
             shutdown_signal: Box::new(Signals),
         });
-        std::process::exit(0)
+        // The drain exits the process; getting here means Pingora's own
+        // grace period, the backstop, ran out first.
+        tracing::error!("the drain did not finish within Pingora's grace period");
+        std::process::exit(1)
     }
 }
 
@@ -129,8 +138,14 @@ impl GatewayServer {
 /// bound. Pingora binds only once the server runs, retries for a while, then
 /// panics the listener's thread and leaves the rest of the process running
 /// (the API up, `/readyz` answering): a supervisor would never restart it.
-fn check_bindable(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<()> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({flag}): {e}"))
+/// All are bound at once, so two flags given the same address (or
+/// `0.0.0.0:P` and `[::]:P`) are caught too.
+fn check_bindable(listeners: &[(std::net::SocketAddr, &str)]) -> anyhow::Result<()> {
+    let mut bound = Vec::new();
+    for (addr, flag) in listeners {
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({flag}): {e}"))?;
+        bound.push(listener);
+    }
+    Ok(())
 }

@@ -29,6 +29,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tenant_config::Limits;
 
+/// The longest grace period a shutdown may give requests in flight.
+const MAX_SHUTDOWN_GRACE_MS: u64 = 3_600_000;
+
 /// Okra gateway: serves Spin apps by hostname.
 #[derive(Debug, Parser)]
 #[command(name = "gateway", version)]
@@ -337,6 +340,12 @@ impl OperatorConfig {
         self.limits
             .check()
             .map_err(|why| anyhow::anyhow!("limits.{why}"))?;
+        if self.shutdown_grace_ms > MAX_SHUTDOWN_GRACE_MS {
+            bail!(
+                "shutdown_grace_ms ({}) may be at most {MAX_SHUTDOWN_GRACE_MS} (an hour)",
+                self.shutdown_grace_ms
+            );
+        }
         let mut hosts = std::collections::HashSet::new();
         for app in &self.apps {
             if !hosts.insert(app.host.to_ascii_lowercase()) {

@@ -77,9 +77,17 @@ impl HttpServerApp for Edge {
                 return None;
             }
         }
+        // Counted from its head to its last byte handed to the connection,
+        // so a shutdown waits for it.
+        let _counted = self.in_flight.enter();
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
         if !self.serve(&mut session).await {
             return None;
+        }
+        if *shutdown.borrow() {
+            // Shutting down began while it ran: no next request on this
+            // connection, which the drain would not be waiting for.
+            session.set_keepalive(None);
         }
         let settings = HttpPersistentSettings::for_session(&session);
         match session.finish().await {
@@ -108,7 +116,6 @@ struct AnsweredBy {
 impl Edge {
     /// Serves one request; returns whether the connection may be reused.
     async fn serve(&self, session: &mut ServerSession) -> bool {
-        let _counted = self.in_flight.enter();
         let started = Instant::now();
         let mut by = AnsweredBy::default();
         let outcome = self.answer(session, &mut by).await;
