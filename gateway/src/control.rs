@@ -139,6 +139,7 @@ pub(crate) fn start(
         swap.clone(),
         services.metrics.clone(),
         readiness,
+        config.control.accept_store_regression,
     );
     // The edge starts with the store's apps; a store that is down now (Redis
     // restarting) is caught up with by the watcher.

@@ -30,6 +30,10 @@ pub(crate) struct Metrics {
     pub(crate) peer_up: IntGaugeVec,
     pub(crate) config_version: IntGauge,
     pub(crate) config_reloads_total: IntCounterVec,
+    /// 1 while the store answers, else 0.
+    pub(crate) store_up: IntGauge,
+    /// Times the store was found at an older version than the one served.
+    pub(crate) store_version_regressions_total: IntCounter,
     pub(crate) audit_dropped_total: IntCounter,
     pub(crate) rate_limited_total: IntCounterVec,
 }
@@ -133,6 +137,20 @@ impl Metrics {
                 "okra_config_reloads_total",
                 "Snapshots built from the store; error when an app failed to build and kept its previous version",
                 &["result"],
+            )?,
+            store_up: registered(
+                r,
+                IntGauge::new(
+                    "okra_store_up",
+                    "1 while the store answers this gateway, else 0",
+                )?,
+            )?,
+            store_version_regressions_total: registered(
+                r,
+                IntCounter::new(
+                    "okra_store_version_regressions_total",
+                    "Times the store was found at an older version than the one served; the served configuration is kept",
+                )?,
             )?,
             audit_dropped_total: registered(
                 r,
@@ -264,7 +282,14 @@ impl ServeHttp for MetricsApp {
             "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
             "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
             "/readyz" => match self.readiness.not_ready() {
-                None => (200, "text/plain", b"ready\n".to_vec()),
+                None => match self.readiness.warning() {
+                    None => (200, "text/plain", b"ready\n".to_vec()),
+                    Some(warning) => (
+                        200,
+                        "text/plain",
+                        format!("ready, but: {warning}\n").into_bytes(),
+                    ),
+                },
                 Some(why) => (
                     503,
                     "text/plain",

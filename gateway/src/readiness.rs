@@ -4,6 +4,7 @@
 //! to shut down. A leaf: the watcher, the drain and the metrics listener
 //! share it.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What `/readyz` answers from.
@@ -14,6 +15,9 @@ pub(crate) struct Readiness {
     loaded: AtomicBool,
     /// True from the first shutdown signal on.
     stopping: AtomicBool,
+    /// What an operator should know while the gateway stays ready, such as
+    /// a store behind the configuration served.
+    warning: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -23,6 +27,7 @@ impl Readiness {
         Readiness {
             loaded: AtomicBool::new(loaded),
             stopping: AtomicBool::new(false),
+            warning: Mutex::new(None),
         }
     }
 
@@ -34,6 +39,19 @@ impl Readiness {
     /// The gateway is shutting down: load balancers should stop sending.
     pub(crate) fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Sets (or, with `None`, clears) the warning `/readyz` shows.
+    pub(crate) fn set_warning(&self, warning: Option<String>) {
+        *self.warning.lock().unwrap_or_else(|e| e.into_inner()) = warning;
+    }
+
+    /// The warning `/readyz` shows while ready, if any.
+    pub(crate) fn warning(&self) -> Option<String> {
+        self.warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Why the gateway is not ready, or `None` when it is.

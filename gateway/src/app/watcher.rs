@@ -26,8 +26,14 @@ pub(crate) struct Watcher {
     builder: SnapshotBuilder,
     swap: Arc<ArcSwap<Snapshot>>,
     metrics: Arc<Metrics>,
-    /// Told once the store's first snapshot is served.
+    /// Told once the store's first snapshot is served, and while the store
+    /// is behind it.
     readiness: Arc<Readiness>,
+    /// Whether a store older than the served configuration is applied
+    /// (`--accept-store-regression`) rather than refused.
+    accept_regression: bool,
+    /// The older store version last refused, so it is reported once.
+    refused_version: Option<u64>,
     /// The store version the current snapshot was built from.
     served: Option<u64>,
     /// The state that snapshot was built from, brought up to date by the
@@ -49,6 +55,7 @@ impl Watcher {
         swap: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
+        accept_regression: bool,
     ) -> Self {
         Watcher {
             store,
@@ -56,6 +63,8 @@ impl Watcher {
             swap,
             metrics,
             readiness,
+            accept_regression,
+            refused_version: None,
             served: None,
             state: None,
             retry: None,
@@ -66,7 +75,20 @@ impl Watcher {
     /// Builds a snapshot of the store's current state and swaps it in;
     /// `everything` looks at every app again (to retry failed builds).
     pub(crate) async fn reload(&mut self, everything: bool) -> anyhow::Result<()> {
-        let (state, changed) = self.current_state().await?;
+        let (state, changed) = match self.current_state().await {
+            Ok(current) => current,
+            Err(e) => {
+                self.metrics.store_up.set(0);
+                return Err(e);
+            }
+        };
+        self.metrics.store_up.set(1);
+        if self.refuses(state.version) {
+            // What was taken to build on is behind what is served: start
+            // over from a full load once the store has caught up.
+            self.state = None;
+            return Ok(());
+        }
         let changed = changed.filter(|_| !everything);
         let report = self.builder.build(&state, changed.as_ref()).await;
         self.swap.store(Arc::new(report.snapshot));
@@ -94,12 +116,52 @@ impl Watcher {
         Ok(())
     }
 
+    /// Whether the store's `version` is older than the configuration served
+    /// and must not replace it: a Redis restarted empty would otherwise
+    /// make every app answer 404. Reported once per version; cleared (and
+    /// said so) once the store has caught up.
+    fn refuses(&mut self, version: u64) -> bool {
+        let Some(served) = self.served else {
+            return false;
+        };
+        if version >= served || self.accept_regression {
+            if self.refused_version.take().is_some() {
+                tracing::info!(
+                    version,
+                    served,
+                    "the store has caught up with the configuration served"
+                );
+                self.readiness.set_warning(None);
+            }
+            return false;
+        }
+        if self.refused_version != Some(version) {
+            self.refused_version = Some(version);
+            self.metrics.store_version_regressions_total.inc();
+            tracing::error!(
+                store_version = version,
+                served,
+                "the store went back to an older version (restarted empty, or restored from an old backup?); \
+                 still serving version {served}. Restore the store, or restart with --accept-store-regression \
+                 to apply it"
+            );
+            self.readiness.set_warning(Some(format!(
+                "the store is at version {version}, behind the version {served} served; \
+                 still serving {served} (see the log)"
+            )));
+        }
+        true
+    }
+
     /// The store's state now: what was served plus what changed since (and
     /// which tenants those are), or everything when there is nothing to start
     /// from.
     async fn current_state(&mut self) -> anyhow::Result<(State, Option<BTreeSet<String>>)> {
         if let (Some(mut state), Some(served)) = (self.state.take(), self.served) {
             match self.store.changes_since(served).await {
+                // A store behind what was served (emptied, restored) has no
+                // log to apply: only a full load says what it holds.
+                Ok(Some(changes)) if changes.version < served => {}
                 Ok(Some(changes)) => {
                     let changed = changes.tenants.keys().cloned().collect();
                     changes.apply_to(&mut state);
@@ -136,13 +198,24 @@ impl Watcher {
                 self.last_collected = tokio::time::Instant::now();
             }
             match self.store.version().await {
-                Ok(version) if Some(version) == self.served && !retry_due => {}
-                Ok(_) => {
-                    if let Err(e) = self.reload(retry_due).await {
+                Ok(version) => {
+                    self.metrics.store_up.set(1);
+                    // After a refused regression the store may come back to
+                    // the served version number with other content.
+                    let current = Some(version) == self.served
+                        && !retry_due
+                        && self.refused_version.is_none();
+                    if !current
+                        && !self.refuses(version)
+                        && let Err(e) = self.reload(retry_due).await
+                    {
                         tracing::warn!("reloading from the store: {e:#}");
                     }
                 }
-                Err(e) => tracing::debug!("store version: {e}"),
+                Err(e) => {
+                    self.metrics.store_up.set(0);
+                    tracing::debug!("store version: {e}");
+                }
             }
         }
     }

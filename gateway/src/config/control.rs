@@ -27,6 +27,9 @@ pub struct ControlConfig {
     pub max_bundle_bytes: u64,
     /// Hostnames no tenant may claim, besides the `[[apps]]` hosts.
     pub reserved_hosts: Vec<String>,
+    /// Whether a store found at an older version than the configuration
+    /// served is applied (a deliberate restore) rather than refused.
+    pub accept_store_regression: bool,
 }
 
 impl Default for ControlConfig {
@@ -39,6 +42,7 @@ impl Default for ControlConfig {
             base_domain: "localhost".into(),
             max_bundle_bytes: 64 << 20,
             reserved_hosts: Vec::new(),
+            accept_store_regression: false,
         }
     }
 }
@@ -83,6 +87,12 @@ pub struct ControlArgs {
     #[arg(long = "reserved-host", value_name = "HOST")]
     #[serde(skip)]
     pub reserved_hosts: Vec<String>,
+    /// Apply a store found at an older version than the configuration
+    /// served (a deliberate restore); without it the gateway keeps serving
+    /// and reports the store as behind.
+    #[arg(long, env = "OKRA_ACCEPT_STORE_REGRESSION")]
+    #[serde(skip)]
+    pub accept_store_regression: bool,
 }
 
 impl Section for ControlArgs {
@@ -90,11 +100,15 @@ impl Section for ControlArgs {
 }
 
 impl ControlArgs {
-    /// Applies the flags that do not merge by key: `--no-api`, and the
-    /// repeated `--reserved-host`, which adds to the file's list.
+    /// Applies the flags that do not merge by key: `--no-api`,
+    /// `--accept-store-regression`, and the repeated `--reserved-host`,
+    /// which adds to the file's list.
     pub fn extend(&self, config: &mut ControlConfig) {
         if self.no_api {
             config.api = false;
+        }
+        if self.accept_store_regression {
+            config.accept_store_regression = true;
         }
         config
             .reserved_hosts

@@ -5,7 +5,7 @@
 
 use crate::support::control::{
     ControlPlane, Redis, create_tenant, deploy, get_json, host, rollback, start_node,
-    static_bundle, until_served,
+    static_bundle, until_gone, until_served,
 };
 use crate::support::get;
 use std::sync::Arc;
@@ -132,4 +132,78 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
     let (status, show) = get_json(control.api, "/v1/tenants/acme/apps/web", &token).await;
     assert_eq!(status, 200);
     assert_eq!(show["current"], 2);
+}
+
+/// Empties the Redis at `url` (as a restart without its data would).
+fn flush_redis(url: &str) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.write_all(b"FLUSHALL\r\n").unwrap();
+    let mut reply = [0u8; 5];
+    conn.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"+OK\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_back_is_not_applied_without_the_operators_say_so() {
+    let redis = Redis::start();
+    let url = redis.server.url();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let control = ControlPlane::start(&url, dirs[0].path());
+    let data = |i: usize| dirs[i].path().to_str().unwrap().to_string();
+    let (kept_dir, applied_dir) = (data(1), data(2));
+    let keeps = start_node(&url, false, &["--data-dir", &kept_dir]);
+    let applies = start_node(
+        &url,
+        false,
+        &["--data-dir", &applied_dir, "--accept-store-regression"],
+    );
+    let token = create_tenant(control.api, "acme").await;
+    let (status, body) = deploy(
+        control.api,
+        &token,
+        "acme",
+        "web",
+        static_bundle("web", "v1"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let web = host("web", "acme");
+    for node in [&keeps, &applies] {
+        until_served(&node.gateway, &web, "v1").await;
+    }
+
+    flush_redis(&url);
+    // The gateway that was not told otherwise keeps serving, and says why.
+    let text = crate::support::wait_metrics(
+        &keeps.gateway,
+        &["okra_store_version_regressions_total 1", "okra_store_up 1"],
+    )
+    .await;
+    assert!(text.contains("okra_config_version "), "{text}");
+    let reply = get(&keeps.gateway, &web, "/").await;
+    assert_eq!((reply.status, reply.text()), (200, "v1".to_string()));
+    let (status, ready) = crate::support::metrics_get(&keeps.gateway, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.contains("behind the version"), "{ready}");
+    // The one started with --accept-store-regression applies the empty store.
+    until_gone(&applies.gateway, &web).await;
+    // Once the store has caught up again, the first one follows it, even
+    // at a version number it has served before.
+    let token = create_tenant(control.api, "acme").await;
+    for body in ["v2", "v3"] {
+        let (status, reply) = deploy(
+            control.api,
+            &token,
+            "acme",
+            "web",
+            static_bundle("web", body),
+        )
+        .await;
+        assert_eq!(status, 201, "{reply}");
+    }
+    until_served(&keeps.gateway, &web, "v3").await;
+    let (status, ready) = crate::support::metrics_get(&keeps.gateway, "/readyz").await;
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
 }
