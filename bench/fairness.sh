@@ -75,7 +75,8 @@ run() { # run NAME GATEWAY-FLAGS
   done
   read -r alone_p50 alone_p99 alone_rps _ < <(quiet "$name-alone")
   "$lt" --target http://127.0.0.1:18480 --host web.hostile.localhost --scenario "$work/flood.toml" \
-    -c "$flood_c" -d "$((secs + 6))s" --quiet --json "$out/$name-flood.json" >/dev/null 2>&1 &
+    -c "$flood_c" -d "$((secs + 6))s" --max-failed-ratio 1 --quiet --json "$out/$name-flood.json" \
+    >/dev/null 2>&1 &
   local flood=$!
   sleep 3
   read -r busy_p50 busy_p99 busy_rps busy_failed < <(quiet "$name-flooded")

@@ -78,12 +78,12 @@ done
 
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$gw_pid/status"; }
 "$lt" --target http://127.0.0.1:18780 --scenario "$work/mix.toml" -c "$conns" -d 10s --warmup 2s \
-  --quiet --json "$out/peak.json" >/dev/null
+  --max-failed-ratio 1 --quiet --json "$out/peak.json" >/dev/null
 peak=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["throughput_rps"]))' "$out/peak.json")
 rate=$((peak * 70 / 100))
 echo "machine: $(nproc) cores; peak of the mix ${peak} req/s; soaking at ${rate} req/s for ${minutes} min"
 "$lt" --target http://127.0.0.1:18780 --scenario "$work/mix.toml" -c "$conns" --rate "$rate" \
-  -d "${minutes}m" --quiet --json "$out/soak.json" >/dev/null &
+  -d "${minutes}m" --max-failed-ratio 1 --quiet --json "$out/soak.json" >/dev/null &
 load=$!
 : >"$out/rss.txt"
 while kill -0 "$load" 2>/dev/null; do

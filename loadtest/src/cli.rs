@@ -80,6 +80,19 @@ pub struct Cli {
     /// Threads for the load generator's runtime (default: one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The share of requests (0 to 1) that may fail before loadtest exits
+    /// with 1 after its report; 0 (the default) fails the run on any
+    /// failure, 1 never does.
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    pub max_failed_ratio: f64,
+}
+
+/// A number from 0 to 1.
+fn ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
 }
 
 impl Cli {

@@ -10,13 +10,19 @@ use std::sync::Arc;
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("loadtest: {e:#}");
-        std::process::exit(2);
+    match run(cli) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            std::process::exit(2);
+        }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the scenario and reports it; false when more requests failed than
+/// `--max-failed-ratio` allows.
+fn run(cli: Cli) -> anyhow::Result<bool> {
     let plan = Arc::new(cli.plan()?);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = cli.threads {
@@ -50,5 +56,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    let failed_ratio = if report.requests == 0 {
+        0.0
+    } else {
+        report.failed as f64 / report.requests as f64
+    };
+    if failed_ratio > cli.max_failed_ratio {
+        eprintln!(
+            "loadtest: {} of {} requests failed ({:.2} %), more than --max-failed-ratio {} allows",
+            report.failed,
+            report.requests,
+            failed_ratio * 100.0,
+            cli.max_failed_ratio
+        );
+        return Ok(false);
+    }
+    if report.requests == 0 {
+        eprintln!("loadtest: no request was sent");
+        return Ok(false);
+    }
+    Ok(true)
 }

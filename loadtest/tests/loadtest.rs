@@ -253,7 +253,12 @@ fn a_scenario_file_mixes_requests_and_failures_are_broken_down() {
         ),
     )
     .unwrap();
-    let report = loadtest(&["--scenario", scenario.to_str().unwrap()]);
+    let report = loadtest(&[
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--max-failed-ratio",
+        "0.5",
+    ]);
     let fails = server.total(|(_, path, _)| path == "/fail");
     let oks = server.total(|(_, path, _)| path == "/ok");
     assert_eq!(fails + oks, 800);
@@ -294,22 +299,37 @@ fn open_loop_measures_from_when_a_request_was_due() {
 }
 
 #[test]
-fn connection_failures_are_reported_not_fatal() {
+fn connection_failures_are_reported_and_fail_the_run() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let report = loadtest(&[
-        "--target",
-        &format!("http://127.0.0.1:{port}"),
-        "-c",
-        "2",
-        "-n",
-        "10",
-    ]);
+    let target = format!("http://127.0.0.1:{port}");
+    let args = ["--target", &target, "-c", "2", "-n", "10"];
+    // Reported in full, with the failures allowed...
+    let mut allowing = args.to_vec();
+    allowing.extend(["--max-failed-ratio", "1"]);
+    let report = loadtest(&allowing);
     assert_eq!(report["requests"], 10);
     assert_eq!(report["ok"], 0);
     assert_eq!(report["failures"]["connect: connection refused"], 10);
+    // ...and by default a run where anything failed exits 1 after its report.
+    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("10 of 10 requests failed"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10 failed"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .args(["--max-failed-ratio", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("from 0 to 1"));
 }
 
 #[test]
