@@ -17,13 +17,13 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The file could not be read at all.
-    #[error("{file}: cannot read the manifest: {source}")]
+    #[error("{file}: cannot read the manifest: {reason}")]
     Io {
         /// The manifest's path.
         file: PathBuf,
-        /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
+        /// Why it could not be read. Said in the message, and not also
+        /// chained as a source, so `{:#}` does not print it twice.
+        reason: std::io::Error,
     },
     /// The file was read but is not an acceptable manifest.
     #[error("{file}:{line}:{column}: {message}")]
@@ -335,9 +335,9 @@ impl AppManifest {
 
     /// Reads and validates `spin.toml` at `path`, with its paths held to `scope`.
     pub fn load_in(path: &Path, scope: PathScope) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        let text = std::fs::read_to_string(path).map_err(|reason| ManifestError::Io {
             file: path.to_path_buf(),
-            source,
+            reason,
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         Self::parse_in(&text, path, dir, scope)
@@ -738,6 +738,21 @@ mod tests {
     }
 
     const HEADER: &str = "spin_manifest_version = 2\n[application]\nname = \"x\"\n";
+
+    #[test]
+    fn an_unreadable_manifest_says_why_once() {
+        let dir = std::env::temp_dir().join(format!("okra-manifest-dir-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("spin.toml")).unwrap();
+        let err = AppManifest::load(&dir.join("spin.toml")).unwrap_err();
+        // The reason is in the message and not chained again as a source,
+        // which `{:#}` would print a second time.
+        assert!(
+            err.to_string().contains("cannot read the manifest: "),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_none(), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_a_typical_app() {

@@ -1,13 +1,13 @@
 //! `okra build`: each component's `[component.x.build] command`, as
 //! `spin build` runs it.
 
+use super::AppPaths;
 use anyhow::{Context as _, bail};
-use std::path::Path;
 
 /// Runs every component's build command in its workdir, printing progress.
-pub fn build(dir: &Path) -> anyhow::Result<()> {
-    let manifest = dir.join(control_plane::bundle::MANIFEST);
-    let text = std::fs::read_to_string(&manifest)
+pub fn build(app: &AppPaths) -> anyhow::Result<()> {
+    let (dir, manifest) = (&app.dir, &app.manifest);
+    let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
     let doc: toml::Table =
         toml::from_str(&text).with_context(|| format!("{}", manifest.display()))?;

@@ -3,12 +3,14 @@
 //! variables through the REST API. The server, token and tenant come from
 //! flags, then `OKRA_SERVER`/`OKRA_TOKEN`/`OKRA_TENANT`, then the config file.
 
+mod app_path;
 mod build;
 mod client;
 mod remote;
 mod settings;
 mod up;
 
+pub use app_path::{AppArg, AppPaths};
 pub use build::build;
 
 use clap::{Parser, Subcommand};
@@ -45,15 +47,16 @@ pub enum Command {
     Up(UpArgs),
     /// Run each component's `[component.x.build] command`.
     Build {
-        /// The app's directory, where its spin.toml is.
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// The app to build.
+        #[command(flatten)]
+        app: AppArg,
     },
     /// Build, pack and upload the app; prints its URLs.
     Deploy {
-        /// The app's directory, where its spin.toml is.
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// The app to deploy; its manifest must be named spin.toml, which
+        /// the bundle carries at its root.
+        #[command(flatten)]
+        from: AppArg,
         /// The app's name in Okra [default: `[application] name`].
         #[arg(long)]
         app: Option<String>,
@@ -90,9 +93,9 @@ pub enum Command {
 /// What `okra up` serves, and where.
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// The app's directory, where its spin.toml is.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
+    /// The app to serve.
+    #[command(flatten)]
+    pub app: AppArg,
     /// Where to serve it.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -181,15 +184,27 @@ pub enum VarCommand {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Up(args) => {
+            let app = args.app.resolve()?;
             if !args.no_build {
-                build(&args.dir)?;
+                build(&app)?;
             }
-            up::up(args)
+            up::up(args, &app)
         }
-        Command::Build { dir } => build(dir),
+        Command::Build { app } => build(&app.resolve()?),
         _ => {
             let settings = Settings::resolve(&cli)?;
             tokio::runtime::Runtime::new()?.block_on(remote::run(cli, settings))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -31,18 +31,27 @@ pub(super) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     use reqwest::Method;
     match cli.command {
         Command::Up(_) | Command::Build { .. } => unreachable!("handled locally"),
-        Command::Deploy { dir, app, no_build } => {
+        Command::Deploy {
+            from,
+            app,
+            no_build,
+        } => {
+            let paths = from.resolve()?;
+            if paths.manifest.file_name() != Some(control_plane::bundle::MANIFEST.as_ref()) {
+                anyhow::bail!(
+                    "{}: a deployed app's manifest must be named {} (the bundle carries it at its root)",
+                    paths.manifest.display(),
+                    control_plane::bundle::MANIFEST
+                );
+            }
             if !no_build {
-                build(&dir)?;
+                build(&paths)?;
             }
             let app = match app {
                 Some(a) => a,
-                None => {
-                    tenant_config::AppManifest::load(&dir.join(control_plane::bundle::MANIFEST))?
-                        .name
-                }
+                None => tenant_config::AppManifest::load(&paths.manifest)?.name,
             };
-            let bundle = control_plane::bundle::pack(&dir)?;
+            let bundle = control_plane::bundle::pack(&paths.dir)?;
             let tenant = tenant()?;
             eprintln!(
                 "Uploading {app} ({} bytes) to {}",

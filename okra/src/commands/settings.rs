@@ -17,13 +17,21 @@ pub(super) struct Settings {
 
 impl Settings {
     pub(super) fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
-        let path = cli
+        let chosen = cli
             .config
             .clone()
-            .or_else(|| std::env::var_os("OKRA_CLI_CONFIG").map(PathBuf::from))
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/okra/config.toml"))
-            });
+            .or_else(|| std::env::var_os("OKRA_CLI_CONFIG").map(PathBuf::from));
+        if let Some(path) = &chosen
+            && !path.exists()
+        {
+            anyhow::bail!(
+                "the config file {} does not exist (given with --config or OKRA_CLI_CONFIG)",
+                path.display()
+            );
+        }
+        let path = chosen.or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/okra/config.toml"))
+        });
         let file: Settings = match &path {
             Some(p) if p.exists() => toml::from_str(
                 &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
@@ -37,7 +45,8 @@ impl Settings {
                 .server
                 .clone()
                 .or_else(|| env("OKRA_SERVER"))
-                .or(file.server),
+                .or(file.server)
+                .map(|server| with_scheme(&server)),
             token: cli
                 .token
                 .clone()
@@ -49,5 +58,26 @@ impl Settings {
                 .or_else(|| env("OKRA_TENANT"))
                 .or(file.tenant),
         })
+    }
+}
+
+/// `server` with `http://` in front when it names no scheme, as in
+/// `--server 127.0.0.1:8081`.
+fn with_scheme(server: &str) -> String {
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_scheme;
+
+    #[test]
+    fn a_server_without_a_scheme_is_http() {
+        assert_eq!(with_scheme("127.0.0.1:8081"), "http://127.0.0.1:8081");
+        assert_eq!(with_scheme("https://okra.example"), "https://okra.example");
     }
 }

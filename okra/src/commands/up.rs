@@ -1,14 +1,14 @@
 //! `okra up`: serves the app in a directory with the gateway in this
 //! process, for any Host, like `spin up`.
 
-use super::UpArgs;
+use super::{AppPaths, UpArgs};
 use gateway::config::{Cli as GatewayCli, OperatorConfig};
 
-/// Serves the app in `args.dir` on `args.listen`; blocks.
-pub(super) fn up(args: &UpArgs) -> anyhow::Result<()> {
+/// Serves `app` on `args.listen`; blocks.
+pub(super) fn up(args: &UpArgs, app: &AppPaths) -> anyhow::Result<()> {
     use clap::Parser as _;
     gateway::logging::init("warn");
-    let manifest = args.dir.join("spin.toml");
+    let manifest = &app.manifest;
     let mut flags = vec![
         "okra-up".to_string(),
         "--listen".into(),

@@ -123,14 +123,23 @@ async fn okra_manages_tenants_apps_domains_and_variables() {
 
 #[test]
 fn okra_up_serves_the_app_for_any_host() {
+    let manifest = hello_dir().join("spin.toml");
+    // The app's directory, its manifest (as Spin users pass it), or `-f`.
+    for app in [
+        vec![hello_dir().to_str().unwrap().to_string()],
+        vec![manifest.to_str().unwrap().to_string()],
+        vec!["-f".to_string(), manifest.to_str().unwrap().to_string()],
+    ] {
+        serves_for_any_host(&app);
+    }
+}
+
+fn serves_for_any_host(app: &[String]) {
     let listen = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_okra"))
-        .args([
-            "up",
-            hello_dir().to_str().unwrap(),
-            "--no-build",
-            "--listen",
-        ])
+        .arg("up")
+        .args(app)
+        .args(["--no-build", "--listen"])
         .arg(listen.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -146,14 +155,36 @@ fn okra_up_serves_the_app_for_any_host() {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        assert!(reply.starts_with("HTTP/1.1 200"), "{host}: {reply}");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{app:?} {host}: {reply}");
         assert!(
             reply.contains("Hello from Okra! You asked for /hi\n"),
-            "{host}: {reply}"
+            "{app:?} {host}: {reply}"
         );
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn cli_papercuts_get_clear_answers() {
+    // A config file that was asked for and is missing is an error.
+    let out = okra(&["--config", "/nonexistent/okra.toml", "apps", "list"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/okra.toml does not exist"),
+        "{err}"
+    );
+    // A server without a scheme is http (here: nothing listens there).
+    let closed = free_port().to_string();
+    let out = okra(&["--server", &closed, "--tenant", "t", "apps", "list"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("http://{closed}")), "{err}");
+    assert!(!err.contains("relative URL"), "{err}");
+    // An app that is not there is named once, with what to give instead.
+    let out = okra(&["deploy", "/nonexistent", "--no-build"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no app at /nonexistent"), "{err}");
 }
 
 #[test]
