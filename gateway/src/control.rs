@@ -104,6 +104,12 @@ pub(crate) fn start(
     let fixed = Snapshot::new(Snapshot::operator(&static_apps), Default::default());
     let swap = Arc::new(ArcSwap::from_pointee(fixed));
     let Some(url) = config.control.store_url(!static_apps.is_empty()) else {
+        if config.control.api {
+            tracing::warn!(
+                "serving the --app ([[apps]]) apps with no store, so the REST API is off; \
+                 give --store (e.g. file:okra-data) to have both, or --no-api to silence this"
+            );
+        }
         readiness.set_loaded();
         return Ok((swap, None));
     };

@@ -511,6 +511,32 @@ mod tests {
         assert_eq!(before, last_parts.len(), "a key in two sections: {keys:?}");
     }
 
+    /// The README's `okra.toml` example, as a file.
+    fn readme_example() -> String {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\n# okra.toml")
+            .expect("the README has its okra.toml example");
+        let block = &readme[start + "```toml\n".len()..];
+        block[..block.find("```").expect("the block ends")].to_string()
+    }
+
+    #[test]
+    fn the_readme_example_parses_and_states_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("okra.toml");
+        std::fs::write(&file, readme_example()).unwrap();
+        let parsed = OperatorConfig::from_file(&file).unwrap();
+        let mut expected = OperatorConfig::default();
+        expected.peers = vec![expected.listen];
+        expected.apps = vec![StaticApp {
+            host: "hello.localhost".into(),
+            manifest: dir.path().join("examples/hello/spin.toml"),
+        }];
+        expected.control.data_dir = dir.path().join("okra-data");
+        assert_eq!(parsed, expected);
+    }
+
     #[test]
     fn flags_override_file_and_defaults() {
         let dir = tempfile::tempdir().unwrap();

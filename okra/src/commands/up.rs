@@ -15,6 +15,7 @@ pub(super) fn up(args: &UpArgs, app: &AppPaths) -> anyhow::Result<()> {
         args.listen.to_string(),
         "--metrics-listen".into(),
         "127.0.0.1:0".into(),
+        "--no-api".into(),
         "--app".into(),
         format!("*={}", manifest.display()),
     ];

@@ -221,3 +221,19 @@ async fn readyz_waits_for_the_store_and_sigterm_ends_an_idle_gateway_at_once() {
         tokio::task::block_in_place(|| gw.signal_and_wait("TERM", Duration::from_secs(60)));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn app_flags_without_a_store_say_the_api_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gateway.log");
+    let hello = format!("hello.localhost={}", test_programs::HELLO_MANIFEST);
+    let gw = crate::support::Launch {
+        stderr: Some(std::fs::File::create(&log).unwrap()),
+        ..Launch::default()
+    }
+    .start(&[], &["--app", &hello]);
+    drop(gw);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stderr.contains("so the REST API is off"), "{stderr}");
+    assert!(stderr.contains("give --store"), "{stderr}");
+}
