@@ -228,8 +228,17 @@ async fn ssrf_battery_gets_nothing_through_by_default() {
     assert_eq!(up.requests(), 0, "a request reached the upstream");
     assert_eq!(up.connections(), 0, "a connection reached the upstream");
     let prohibited = 2 * hosts.len() + 2;
-    // Each is audited as denied by the block list.
-    let records = std::fs::read_to_string(&audit).unwrap();
+    // Each is audited as denied by the block list. The audit file's writer
+    // runs on its own thread, so the last records may land a moment after
+    // the guest's answer.
+    let mut records = String::new();
+    for _ in 0..200 {
+        records = std::fs::read_to_string(&audit).unwrap_or_default();
+        if records.lines().count() >= prohibited {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     assert_eq!(records.lines().count(), prohibited);
     for line in records.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
