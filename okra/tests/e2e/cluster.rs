@@ -4,7 +4,7 @@
 //! snapshot, and after its restart they catch up.
 
 use crate::support::control::{
-    ControlPlane, Redis, create_tenant, deploy, get_json, host, rollback, start_node,
+    ControlPlane, Node, Redis, create_tenant, deploy, get_json, host, rollback, start_node,
     static_bundle, until_gone, until_served,
 };
 use crate::support::get;
@@ -12,37 +12,74 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// A private Redis, the control-plane binary and `gateway --no-api`
+/// processes on it (each with its own data directory and extra flags), and
+/// tenant acme's app `web` deployed as "v1" and served by every gateway.
+struct Cluster {
+    redis: Redis,
+    url: String,
+    control: ControlPlane,
+    gateways: Vec<Node>,
+    token: String,
+    web: String,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn start(gateway_flags: &[&[&str]]) -> Cluster {
+        let redis = Redis::start();
+        let url = redis.server.url();
+        let dirs: Vec<tempfile::TempDir> = (0..=gateway_flags.len())
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let control = ControlPlane::start(&url, dirs[0].path());
+        let gateways: Vec<Node> = dirs[1..]
+            .iter()
+            .zip(gateway_flags)
+            .map(|(dir, extra)| {
+                let mut flags = vec!["--data-dir", dir.path().to_str().unwrap()];
+                flags.extend_from_slice(extra);
+                start_node(&url, false, &flags)
+            })
+            .collect();
+        let token = create_tenant(control.api, "acme").await;
+        let (status, body) = deploy(
+            control.api,
+            &token,
+            "acme",
+            "web",
+            static_bundle("web", "v1"),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let web = host("web", "acme");
+        for node in &gateways {
+            until_served(&node.gateway, &web, "v1").await;
+        }
+        Cluster {
+            redis,
+            url,
+            control,
+            gateways,
+            token,
+            web,
+            _dirs: dirs,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
-    let mut redis = Redis::start();
-    let url = redis.server.url();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let control = ControlPlane::start(&url, dirs[0].path());
-    let gateways: Vec<Arc<crate::support::control::Node>> = dirs[1..]
-        .iter()
-        .map(|d| {
-            Arc::new(start_node(
-                &url,
-                false,
-                &["--data-dir", d.path().to_str().unwrap()],
-            ))
-        })
-        .collect();
-
-    let token = create_tenant(control.api, "acme").await;
-    let (status, body) = deploy(
-        control.api,
-        &token,
-        "acme",
-        "web",
-        static_bundle("web", "v1"),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let web = host("web", "acme");
-    for node in &gateways {
-        until_served(&node.gateway, &web, "v1").await;
-    }
+    let Cluster {
+        mut redis,
+        url,
+        control,
+        gateways,
+        token,
+        web,
+        _dirs,
+    } = Cluster::start(&[&[], &[]]).await;
+    let gateways: Vec<Arc<Node>> = gateways.into_iter().map(Arc::new).collect();
     // The cluster's gateways embed no API.
     assert!(std::net::TcpStream::connect(gateways[0].api).is_err());
 
@@ -147,32 +184,18 @@ fn flush_redis(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_goes_back_is_not_applied_without_the_operators_say_so() {
-    let redis = Redis::start();
-    let url = redis.server.url();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let control = ControlPlane::start(&url, dirs[0].path());
-    let data = |i: usize| dirs[i].path().to_str().unwrap().to_string();
-    let (kept_dir, applied_dir) = (data(1), data(2));
-    let keeps = start_node(&url, false, &["--data-dir", &kept_dir]);
-    let applies = start_node(
-        &url,
-        false,
-        &["--data-dir", &applied_dir, "--accept-store-regression"],
-    );
-    let token = create_tenant(control.api, "acme").await;
-    let (status, body) = deploy(
-        control.api,
-        &token,
-        "acme",
-        "web",
-        static_bundle("web", "v1"),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let web = host("web", "acme");
-    for node in [&keeps, &applies] {
-        until_served(&node.gateway, &web, "v1").await;
-    }
+    // Bound by name: each is dropped (Redis stopped, directories removed)
+    // only at the end of the test.
+    let Cluster {
+        redis: _redis,
+        url,
+        control,
+        gateways,
+        web,
+        token: _,
+        _dirs,
+    } = Cluster::start(&[&[], &["--accept-store-regression"]]).await;
+    let [keeps, applies] = <[Node; 2]>::try_from(gateways).ok().expect("two gateways");
 
     flush_redis(&url);
     // The gateway that was not told otherwise keeps serving, and says why.
