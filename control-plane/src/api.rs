@@ -48,6 +48,8 @@ pub struct ApiConfig {
     /// The operator's `[limits]`: a tenant's limits start from these, and a
     /// `PUT …/limits` that leaves a key out keeps the operator's value.
     pub default_limits: Limits,
+    /// The port end users reach apps on, for the URLs a deploy answers with.
+    pub public_port: u16,
 }
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
@@ -57,7 +59,7 @@ pub trait StatusSource: Send + Sync {
 }
 
 /// An app's state on the gateway that embeds the API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AppStatus {
     /// The version being served, if any.
     pub serving: Option<u64>,
@@ -147,7 +149,7 @@ type ApiResult<T> = Result<T, ApiError>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Okra API", description = "Tenants, apps, versions, variables and domains of an Okra gateway"),
-    paths(create_tenant, list_tenants, show_tenant, delete_tenant, set_limits, set_policy, list_apps, show_app, deploy, rollback, delete_app, set_variables, list_variables, add_domain, remove_domain),
+    paths(create_tenant, list_tenants, show_tenant, delete_tenant, set_limits, set_policy, list_apps, show_app, deploy, rollback, delete_app, set_variables, list_variables, unset_variable, add_domain, remove_domain),
     components(schemas(ErrorBody, ErrorDetail, AppStatus, Limits)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
@@ -200,16 +202,15 @@ pub fn router(api: Arc<Api>) -> Router {
             put(set_variables).get(list_variables),
         )
         .route(
+            "/v1/tenants/{tenant}/apps/{app}/variables/{name}",
+            axum::routing::delete(unset_variable),
+        )
+        .route(
             "/v1/tenants/{tenant}/apps/{app}/domains/{domain}",
             put(add_domain).delete(remove_domain),
         )
         .fallback(|| async { ApiError::not_found("no such API endpoint; see /v1/openapi.json") })
         .with_state(api)
-}
-
-/// Serves the API on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, api: Arc<Api>) -> std::io::Result<()> {
-    axum::serve(listener, router(api)).await
 }
 
 // ---- auth ----
@@ -221,7 +222,11 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "no token: send `Authorization: Bearer <token>` (the okra CLI: --token or OKRA_TOKEN)",
+            )
+        })
 }
 
 impl Api {
@@ -287,11 +292,35 @@ impl Api {
         app_hosts(tenant, app, &self.config.base_domain)
     }
 
+    /// Every public route on every host of the app, as a URL.
+    fn urls(&self, tenant: &str, app: &AppRecord, routes: &[String]) -> Vec<String> {
+        let origin = |host: &str| match self.config.public_port {
+            80 => format!("http://{host}"),
+            443 => format!("https://{host}"),
+            port => format!("http://{host}:{port}"),
+        };
+        // A route declared twice (one shadowing the other) is one URL.
+        let mut paths: Vec<String> = routes
+            .iter()
+            .map(|route| tenant_config::routes::RoutePattern::parse(route).normalized())
+            .collect();
+        let mut seen = BTreeSet::new();
+        paths.retain(|path| seen.insert(path.clone()));
+        let mut urls = Vec::new();
+        for host in self.hosts(tenant, app) {
+            let origin = origin(&host);
+            urls.extend(paths.iter().map(|path| format!("{origin}{path}")));
+        }
+        urls
+    }
+
     fn app_view(&self, tenant: &str, app: &AppRecord) -> AppView {
+        // With a gateway, always a status: `serving: null` until it has
+        // built the app (so a client waiting for a deploy keeps waiting).
         let status = self
             .status
             .as_ref()
-            .and_then(|s| s.status(tenant, &app.name));
+            .map(|s| s.status(tenant, &app.name).unwrap_or_default());
         AppView {
             name: app.name.clone(),
             current: app.current,
@@ -632,7 +661,8 @@ pub struct AppView {
     pub variables: Vec<String>,
     /// The versions kept (the newest few, and the one served), oldest first.
     pub versions: Vec<VersionView>,
-    /// What the embedding gateway serves, when the API runs in one.
+    /// What the embedding gateway serves, when the API runs in one (absent
+    /// in the `control-plane` binary, which cannot tell).
     pub status: Option<AppStatus>,
 }
 
@@ -656,6 +686,15 @@ pub struct Deployed {
     pub hosts: Vec<String>,
     /// The public routes the version's manifest declares, as written there.
     pub routes: Vec<String>,
+    /// Where each public route is reached on each host, e.g.
+    /// `http://web.acme.example.com:8080/api/...` (a route ending in `/...`
+    /// takes any path under it); `https://` when apps are reached on 443.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// What the deployed manifest asks for that Okra accepts but does not
+    /// serve (other trigger types, shadowed routes); empty on a rollback.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The body of a rollback request.
@@ -945,11 +984,13 @@ async fn deploy(
     })
     .await?;
     let (version, record) = deployed.ok_or_else(|| ApiError::internal("deploy lost"))?;
-    tracing::info!(%tenant, %app, version, "app deployed");
+    tracing::info!(%tenant, %app, version, warnings = summary.warnings.len(), "app deployed");
     let reply = Deployed {
         version,
+        urls: api.urls(&tenant, &record, &summary.routes),
         hosts: api.hosts(&tenant, &record),
         routes: summary.routes,
+        warnings: summary.warnings,
     };
     Ok((StatusCode::CREATED, axum::Json(reply)).into_response())
 }
@@ -983,8 +1024,10 @@ async fn rollback(
     tracing::info!(%tenant, %app, version, "app rolled back");
     Ok(axum::Json(Deployed {
         version,
+        urls: api.urls(&tenant, &record, &routes),
         hosts: api.hosts(&tenant, &record),
         routes,
+        warnings: Vec::new(),
     }))
 }
 
@@ -1017,7 +1060,9 @@ async fn delete_app(
         }
         let record = app_mut(tenant_record, &app)?;
         if record.current.is_none() {
-            return Err(Rejection::NotFound(format!("app {app:?} is not deployed")));
+            return Err(Rejection::NotFound(format!(
+                "app {app:?} is not deployed; to remove what it keeps (variables, old versions) too, delete it with ?purge=true (okra apps delete --purge)"
+            )));
         }
         // Versions stay (numbers are never reused; rollback redeploys);
         // the domains are released.
@@ -1037,6 +1082,11 @@ async fn delete_app(
 pub struct VariableNames {
     /// Every variable set on the app, sorted by name.
     pub names: Vec<String>,
+    /// Of the names just set, those the version served does not declare:
+    /// they do nothing until a version that declares them is deployed.
+    /// Left out when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undeclared: Vec<String>,
 }
 
 #[utoipa::path(put, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), request_body(content = VariableValues, description = "variable name to value"), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -1058,6 +1108,7 @@ async fn set_variables(
         })?;
     }
     let checked = CheckedAgainst::of(&tenant_record, &[&app], true);
+    let mut undeclared = Vec::new();
     // The version being served must still load with the new values.
     if let Some(record) = tenant_record.apps.get(&app) {
         let mut merged = record.clone();
@@ -1067,8 +1118,14 @@ async fn set_variables(
         api.config.quotas.check_variables(&merged)?;
         if let Some(current) = record.current_version() {
             let files = api.version_files(current).await?;
-            api.check_app(&tenant_record, &files, &merged.variables)
+            let summary = api
+                .check_app(&tenant_record, &files, &merged.variables)
                 .await?;
+            undeclared = values
+                .keys()
+                .filter(|name| !summary.variables.contains(name))
+                .cloned()
+                .collect();
         }
     }
     let quotas = &api.config.quotas;
@@ -1085,7 +1142,10 @@ async fn set_variables(
         Ok(())
     })
     .await?;
-    Ok(axum::Json(VariableNames { names: result }))
+    Ok(axum::Json(VariableNames {
+        names: result,
+        undeclared,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/apps/{app}/variables", tag = "apps", params(AppPath), responses((status = 200, body = VariableNames), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -1097,6 +1157,67 @@ async fn list_variables(
     let record = api.tenant_for(&headers, &tenant).await?;
     Ok(axum::Json(VariableNames {
         names: app_ref(&record, &app)?.variables.keys().cloned().collect(),
+        undeclared: Vec::new(),
+    }))
+}
+
+/// A path naming one of an app's variables.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct VariablePath {
+    /// Tenant name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub tenant: String,
+    /// App name: a DNS label of lowercase letters, digits and `-`.
+    #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    pub app: String,
+    /// Variable name: lowercase letters, digits and single underscores,
+    /// starting with a letter and ending with a letter or digit.
+    #[param(pattern = r"^[a-z]([a-z0-9]|_[a-z0-9])*$")]
+    pub name: String,
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/apps/{app}/variables/{name}", tag = "apps", params(VariablePath), responses((status = 200, body = VariableNames), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn unset_variable(
+    Extract(api): Shared,
+    headers: HeaderMap,
+    Path((tenant, app, name)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<VariableNames>> {
+    let tenant_record = api.tenant_for(&headers, &tenant).await?;
+    names(&tenant, Some(&app))?;
+    tenant_config::variables::validate_variable_name(&name).map_err(|why| {
+        ApiError::bad_request(
+            "invalid_variable",
+            format!("{name:?} is not a variable name: {why}"),
+        )
+    })?;
+    let record = app_ref(&tenant_record, &app)?;
+    if !record.variables.contains_key(&name) {
+        return Err(ApiError::not_found(format!(
+            "app {app:?} has no value for variable {name:?}"
+        )));
+    }
+    let checked = CheckedAgainst::of(&tenant_record, &[&app], true);
+    // The version being served must still load without the value (it may
+    // be required, with no default).
+    if let Some(current) = record.current_version() {
+        let mut remaining = record.variables.clone();
+        remaining.remove(&name);
+        let files = api.version_files(current).await?;
+        api.check_app(&tenant_record, &files, &remaining).await?;
+    }
+    let mut result = Vec::new();
+    api.change_tenant(&tenant, |tenant_record| {
+        checked.still_holds(tenant_record, "this variables change")?;
+        let record = app_mut(tenant_record, &app)?;
+        record.variables.remove(&name);
+        result = record.variables.keys().cloned().collect();
+        Ok(())
+    })
+    .await?;
+    Ok(axum::Json(VariableNames {
+        names: result,
+        undeclared: Vec::new(),
     }))
 }
 
@@ -1245,6 +1366,7 @@ mod tests {
             reserved_hosts: BTreeSet::new(),
             quotas: Quotas::default(),
             default_limits: Limits::default(),
+            public_port: 80,
         };
         let api = Arc::new(Api::new(store, Arc::new(Held(gate.clone())), None, config));
         let tenant = |name: &str| TenantRecord {

@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod bundle;
 pub mod error;
+pub mod health;
 pub mod hostnames;
 pub mod model;
 pub mod openapi_schemas;

@@ -20,6 +20,10 @@ pub struct BundleSummary {
     pub name: String,
     /// Public routes, for display.
     pub routes: Vec<String>,
+    /// What the manifest asks for that Okra does not serve.
+    pub warnings: Vec<String>,
+    /// The application variables the manifest declares.
+    pub variables: Vec<String>,
 }
 
 /// A deeper check of an unpacked bundle, supplied by whoever can run wasm.
@@ -128,11 +132,16 @@ pub fn structural_check(
             ));
         }
     }
+    if manifest.http_triggers.is_empty() {
+        let mut why = manifest.warnings.clone();
+        why.push("with no [[trigger.http]], this app has nothing Okra can serve".into());
+        return Err(invalid("invalid_manifest", why.join("; ")));
+    }
     let provider = |name: &str| variables.get(name).cloned();
     AppVariables::resolve(&manifest, provider).map_err(|e| {
         invalid(
             "missing_variable",
-            format!("{e} (set it with PUT .../variables or `okra vars set`)"),
+            format!("{e} (for a deploy: `okra deploy --var NAME=VALUE`, `okra vars set`, or PUT .../variables)"),
         )
     })?;
     Ok(BundleSummary {
@@ -142,6 +151,8 @@ pub fn structural_check(
             .iter()
             .filter_map(|t| t.route.as_ref().map(|r| r.raw().to_string()))
             .collect(),
+        warnings: manifest.warnings.clone(),
+        variables: manifest.variables.keys().cloned().collect(),
     })
 }
 

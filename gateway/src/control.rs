@@ -121,7 +121,7 @@ pub(crate) fn start(
         .context("starting the control runtime")?;
     let store = runtime
         .block_on(control_plane::store::open(&url))
-        .with_context(|| format!("opening the store {url}"))?;
+        .with_context(|| format!("opening the store {}", control_plane::store::redacted(&url)))?;
     let data_dir = data_dir(config, &url);
     let bundles_dir = data_dir.join(BUNDLES_DIR);
     let mut secrets = vec![data_dir.join(ADMIN_TOKEN_FILE)];
@@ -148,19 +148,16 @@ pub(crate) fn start(
         config.control.accept_store_regression,
     );
     // The edge starts with the store's apps; a store that is down now (Redis
-    // restarting) is caught up with by the watcher.
-    if let Err(e) = runtime.block_on(watcher.reload(true)) {
-        tracing::warn!(
-            "the store is not reachable yet ({e:#}); serving without its apps until it is"
-        );
-    }
+    // restarting) is caught up with by the watcher, which logs the loss.
+    let _ = runtime.block_on(watcher.reload(true));
     runtime.spawn(watcher.run());
     tracing::info!(store = %store.describe(), "following the store");
 
     if config.control.api {
         runtime.spawn(collect_garbage(store.clone()));
         let api = api(config, &data_dir, store, services, Some(status))?;
-        serve_api(&runtime, config.control.api_listen, api, config.upgrade)?;
+        let router = control_plane::api::router(api);
+        serve_api(&runtime, config.control.api_listen, router, config.upgrade)?;
     }
     let service = ControlService {
         runtime: Mutex::new(Some(runtime)),
@@ -229,20 +226,36 @@ fn resolved(path: &Path) -> std::io::Result<PathBuf> {
 }
 
 /// The `control-plane` binary: the REST API over the store, with deploys
-/// checked by this gateway's loader, and no edge. Blocks.
-pub fn run_control_plane(config: &OperatorConfig) -> anyhow::Result<()> {
+/// checked by this gateway's loader, and no edge; `/healthz`, `/readyz` and
+/// `/metrics` on `metrics_listen`. Blocks.
+pub fn run_control_plane(
+    config: &OperatorConfig,
+    metrics_listen: std::net::SocketAddr,
+) -> anyhow::Result<()> {
     let url = config
         .control
         .store_url(false)
         .context("the control plane needs a store")?;
     let (services, _) = app_services(config)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let health_listener = runtime
+        .block_on(tokio::net::TcpListener::bind(metrics_listen))
+        .with_context(|| format!("cannot listen on {metrics_listen} (--metrics-listen)"))?;
     let store = runtime
         .block_on(control_plane::store::open(&url))
-        .with_context(|| format!("opening the store {url}"))?;
+        .with_context(|| format!("opening the store {}", control_plane::store::redacted(&url)))?;
     runtime.spawn(collect_garbage(store.clone()));
+    let metrics = Arc::new(control_plane::health::ApiMetrics::new()?);
+    let health = control_plane::health::router(store.clone(), metrics.clone());
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(health_listener, health).await {
+            tracing::error!("the metrics listener stopped: {e}");
+        }
+    });
     let api = api(config, &data_dir(config, &url), store, services, None)?;
-    serve_api(&runtime, config.control.api_listen, api, false)?;
+    let router = control_plane::health::counted(control_plane::api::router(api), metrics);
+    serve_api(&runtime, config.control.api_listen, router, false)?;
+    tracing::info!(api = %config.control.api_listen, metrics = %metrics_listen, "control plane ready");
     runtime.block_on(std::future::pending::<()>());
     Ok(())
 }
@@ -261,6 +274,13 @@ fn api(
         &data_dir.join(ADMIN_TOKEN_FILE),
     )
     .context("setting up the admin token")?;
+    // Apps are reached on this gateway's own listener; the control plane
+    // cannot know its gateways' ports, so port 80 unless told.
+    let default_port = if status.is_some() {
+        config.listen.port()
+    } else {
+        80
+    };
     let validator = Arc::new(GatewayValidator {
         services,
         default_limits: config.limits.clone(),
@@ -269,12 +289,13 @@ fn api(
         store,
         validator,
         status,
-        api_config(config, admin_token_hash),
+        api_config(config, admin_token_hash, default_port),
     )))
 }
 
-/// The API settings from the operator's configuration.
-fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
+/// The API settings from the operator's configuration; `public_port` is
+/// the port apps are reached on unless `[control] public_port` says.
+fn api_config(config: &OperatorConfig, admin_token_hash: String, public_port: u16) -> ApiConfig {
     ApiConfig {
         base_domain: config.control.base_domain.clone(),
         admin_token_hash,
@@ -284,6 +305,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
         reserved_hosts: config.reserved_hosts().collect(),
         quotas: config.quotas.clone(),
         default_limits: config.limits.clone(),
+        public_port: config.control.public_port.unwrap_or(public_port),
     }
 }
 
@@ -294,7 +316,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String) -> ApiConfig {
 pub(crate) fn serve_api(
     runtime: &tokio::runtime::Runtime,
     listen: std::net::SocketAddr,
-    api: Arc<Api>,
+    api: axum::Router,
     taking_over: bool,
 ) -> anyhow::Result<()> {
     let bind = move || -> std::io::Result<std::net::TcpListener> {
@@ -323,7 +345,7 @@ pub(crate) fn serve_api(
         };
         tracing::info!(api = %listen, "REST API listening");
         let result = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => control_plane::api::serve(listener, api).await,
+            Ok(listener) => axum::serve(listener, api).await,
             Err(e) => Err(e),
         };
         if let Err(e) = result {

@@ -9,8 +9,9 @@ use gateway::config::{Cli, OperatorConfig};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    gateway::logging::init("info");
-    let config = match OperatorConfig::from_cli(Cli::from_args()) {
+    let cli = Cli::from_args();
+    gateway::logging::init(&cli.log, "info");
+    let config = match OperatorConfig::from_cli(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -7,6 +7,7 @@
 use gateway::config::{
     ControlArgs, LimitsArgs, OperatorConfig, OutboundArgs, QuotaArgs, RuntimeArgs,
 };
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Okra control plane: the REST API for a cluster of gateways that share a
@@ -17,6 +18,11 @@ pub struct ControlPlaneCli {
     /// Operator settings file (TOML, the gateway's); flags override it.
     #[arg(long, env = "OKRA_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where `/healthz`, `/readyz` (the store answers) and `/metrics` are
+    /// served; not read from the file, whose `metrics_listen` is a
+    /// gateway's [default: 127.0.0.1:9091].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// `[control]`: the store, the API and hostnames.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -33,7 +39,15 @@ pub struct ControlPlaneCli {
     /// `[outbound]`: a deploy's policies are checked against the operator's.
     #[command(flatten)]
     pub outbound: OutboundArgs,
+    /// How logs are written.
+    #[command(flatten)]
+    pub log: gateway::logging::LogArgs,
 }
+
+/// Where the control plane serves `/metrics` unless told: next to a
+/// gateway's 9090 on the same host.
+pub const DEFAULT_METRICS_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9091);
 
 impl ControlPlaneCli {
     /// The process's flags, with every default shown in `--help`.
@@ -93,9 +107,13 @@ mod tests {
             config.outbound.tenant_policies["acme"],
             std::path::Path::new("acme.json")
         );
+        // Its own --metrics-listen, for /healthz, /readyz and /metrics.
+        let cli =
+            ControlPlaneCli::try_parse_from(["control-plane", "--metrics-listen", "127.0.0.1:9"])
+                .unwrap();
+        assert_eq!(cli.metrics_listen.map(|a| a.port()), Some(9));
         for serving in [
             "--listen",
-            "--metrics-listen",
             "--threads",
             "--app",
             "--var",

@@ -9,7 +9,7 @@ use crate::routes::RoutePattern;
 use crate::spin_headers::HOP_BY_HOP;
 use crate::template::template_references;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -38,6 +38,10 @@ pub enum ManifestError {
         message: String,
     },
 }
+
+/// The most `[[trigger.http]]` entries one app may have: far more than any
+/// real app, and few enough that routing and checks stay cheap.
+pub const MAX_HTTP_TRIGGERS: usize = 1000;
 
 /// The manifest as written: the serde schema, mirroring Spin's v2 schema.
 #[derive(Debug, Deserialize)]
@@ -216,6 +220,10 @@ pub struct AppManifest {
     pub http_triggers: Vec<HttpTrigger>,
     /// `[component.<id>]`, by id.
     pub components: BTreeMap<String, Component>,
+    /// What the manifest asks for that Okra accepts but does not serve
+    /// (other trigger types, routes a later trigger shadows), one sentence
+    /// each naming the feature: a deploy answers with them, `okra up` logs them.
+    pub warnings: Vec<String>,
 }
 
 /// An application variable declaration.
@@ -402,7 +410,6 @@ impl AppManifest {
             &raw.application.description,
             &raw.application.targets,
             &raw.application.tool,
-            &raw.trigger.other,
         );
 
         let mut variables = BTreeMap::new();
@@ -539,6 +546,16 @@ impl AppManifest {
             );
         }
 
+        if raw.trigger.http.len() > MAX_HTTP_TRIGGERS {
+            let start = text.find("trigger.http").unwrap_or(0);
+            return Err(at(
+                start..start,
+                format!(
+                    "{} [[trigger.http]] entries; at most {MAX_HTTP_TRIGGERS} are accepted",
+                    raw.trigger.http.len()
+                ),
+            ));
+        }
         let mut http_triggers = Vec::new();
         for t in raw.trigger.http {
             let _ = &t.id;
@@ -615,6 +632,8 @@ impl AppManifest {
             };
             http_triggers.push(HttpTrigger { route, handler });
         }
+        let mut warnings = unserved_triggers(&raw.trigger.other);
+        warnings.extend(shadowed_routes(&http_triggers));
 
         Ok(AppManifest {
             name: raw.application.name,
@@ -622,7 +641,66 @@ impl AppManifest {
             variables,
             http_triggers,
             components,
+            warnings,
         })
+    }
+}
+
+/// One warning per trigger type other than HTTP, naming it and how many
+/// of its triggers are ignored.
+fn unserved_triggers(other: &BTreeMap<String, toml::Value>) -> Vec<String> {
+    other
+        .iter()
+        .map(|(kind, value)| {
+            let count = value.as_array().map_or(1, Vec::len);
+            let noun = if count == 1 { "trigger" } else { "triggers" };
+            format!(
+                "[[trigger.{kind}]] is not supported: Okra serves HTTP triggers only, so this app's {count} {kind} {noun} never run"
+            )
+        })
+        .collect()
+}
+
+/// One warning per route that a later trigger declares again (the same
+/// normalised route, as the route table compares them): the last one
+/// answers, so the earlier ones are never used. One pass, however many
+/// triggers there are.
+fn shadowed_routes(triggers: &[HttpTrigger]) -> Vec<String> {
+    let routes: Vec<Option<(String, &RoutePattern)>> = triggers
+        .iter()
+        .map(|t| t.route.as_ref().map(|r| (r.normalized(), r)))
+        .collect();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, route) in routes.iter().enumerate() {
+        if let Some((normalized, _)) = route {
+            last.insert(normalized, i);
+        }
+    }
+    let mut warnings = Vec::new();
+    for (i, route) in routes.iter().enumerate() {
+        let Some((normalized, pattern)) = route else {
+            continue;
+        };
+        let answering = last[normalized.as_str()];
+        if answering != i {
+            warnings.push(format!(
+                "route {:?} ({}) is declared again by a later trigger ({}), which answers it, so this one will never be used",
+                pattern.raw(),
+                triggers[i].handler.describe(),
+                triggers[answering].handler.describe()
+            ));
+        }
+    }
+    warnings
+}
+
+impl TriggerHandler {
+    /// What the trigger leads to, for messages: `component "x"` or `a static response`.
+    pub fn describe(&self) -> String {
+        match self {
+            TriggerHandler::Component(id) => format!("component {id:?}"),
+            TriggerHandler::Static(_) => "a static response".to_string(),
+        }
     }
 }
 
@@ -752,6 +830,51 @@ mod tests {
         );
         assert!(std::error::Error::source(&err).is_none(), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_okra_does_not_serve_is_named() {
+        let m = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/a/...\"\ncomponent = \"a\"\n\
+             [[trigger.http]]\nroute = \"/b\"\ncomponent = \"a\"\n\
+             [[trigger.http]]\nroute = \"/a/*\"\nstatic_response = {{ body = \"x\" }}\n\
+             [[trigger.redis]]\nchannel = \"c\"\ncomponent = \"a\"\n\
+             [[trigger.redis]]\nchannel = \"d\"\ncomponent = \"a\"\n\
+             [component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap();
+        assert_eq!(m.warnings.len(), 2, "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("[[trigger.redis]] is not supported")
+                && m.warnings[0].contains("2 redis triggers"),
+            "{}",
+            m.warnings[0]
+        );
+        assert!(
+            m.warnings[1].contains("\"/a/...\" (component \"a\")")
+                && m.warnings[1].contains("(a static response)")
+                && m.warnings[1].contains("never be used"),
+            "{}",
+            m.warnings[1]
+        );
+        let clean = parse(&format!(
+            "{HEADER}[[trigger.http]]\nroute = \"/a\"\ncomponent = \"a\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap();
+        assert!(clean.warnings.is_empty());
+        let many = format!(
+            "{HEADER}{}[component.a]\nsource = \"a.wasm\"\n",
+            "[[trigger.http]]\nroute = \"/a\"\ncomponent = \"a\"\n".repeat(MAX_HTTP_TRIGGERS + 1)
+        );
+        assert!(error_of(&many).contains("at most 1000 are accepted"));
+        // With nothing HTTP at all it still parses (a stored version must
+        // keep loading); a deploy refuses it.
+        let only_redis = parse(&format!(
+            "{HEADER}[[trigger.redis]]\nchannel = \"c\"\ncomponent = \"a\"\n[component.a]\nsource = \"a.wasm\"\n"
+        ))
+        .unwrap();
+        assert!(only_redis.http_triggers.is_empty());
+        assert_eq!(only_redis.warnings.len(), 1);
     }
 
     #[test]

@@ -17,14 +17,22 @@ pub enum PackError {
     Manifest(#[from] tenant_config::ManifestError),
     /// A file or directory to pack could not be read, or the archive could
     /// not be written.
-    #[error("{path}: {source}")]
+    #[error("{}: {reason}", .path.display())]
     Io {
         /// The file or directory being read (the app directory when
         /// finishing the archive).
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error: said in the message, and not also
+        /// chained as a source, so `{:#}` does not print it twice.
+        reason: std::io::Error,
+    },
+    /// A component's `source` is not there: the app is not built.
+    #[error("component `{component}`: its source {} does not exist; build it first (okra build, or leave out --no-build)", .path.display())]
+    NotBuilt {
+        /// The component's id.
+        component: String,
+        /// Its `source` path.
+        path: PathBuf,
     },
     /// The manifest references a file outside the app directory.
     #[error("{0} is outside the app directory; a bundle holds only files under it")]
@@ -50,7 +58,13 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, PackError> {
     if dir.join(POLICY).exists() {
         add(&dir.join(POLICY))?;
     }
-    for component in manifest.components.values() {
+    for (id, component) in &manifest.components {
+        if !component.source.is_file() {
+            return Err(PackError::NotBuilt {
+                component: id.clone(),
+                path: component.source.clone(),
+            });
+        }
         add(&component.source)?;
         for mount in &component.files {
             for file in walk(&mount.host_path)? {
@@ -60,9 +74,9 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, PackError> {
     }
     let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
     for (rel, path) in &wanted {
-        let io = |source| PackError::Io {
+        let io = |reason| PackError::Io {
             path: path.clone(),
-            source,
+            reason,
         };
         let bytes = std::fs::read(path).map_err(io)?;
         let mut header = tar::Header::new_gnu();
@@ -72,18 +86,18 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, PackError> {
         tar.append_data(&mut header, rel, bytes.as_slice())
             .map_err(io)?;
     }
-    let io = |source| PackError::Io {
+    let io = |reason| PackError::Io {
         path: dir.to_path_buf(),
-        source,
+        reason,
     };
     tar.into_inner().map_err(io)?.finish().map_err(io)
 }
 
 /// Every regular file under `path` (or `path` itself if it is a file).
 fn walk(path: &Path) -> Result<Vec<PathBuf>, PackError> {
-    let io = |source| PackError::Io {
+    let io = |reason| PackError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {

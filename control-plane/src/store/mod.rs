@@ -195,6 +195,19 @@ pub fn is_blob_hash(hash: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
+/// `url` as it may be shown in logs, errors and `/readyz`: any user name
+/// and password (`redis://:secret@host`) replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Opens `file:PATH` (or a bare path) or `redis://HOST:PORT[/DB]`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("redis://") || url.starts_with("rediss://") {
@@ -324,6 +337,23 @@ fn changed_after(entries: &[(u64, String)], since: u64, current: u64) -> Option<
 mod tests {
     use super::*;
     use crate::model::AppRecord;
+
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.1:6379/2"),
+            "redis://***@10.0.0.1:6379/2"
+        );
+        assert_eq!(
+            redacted("rediss://user:p@ss@cache.example:6380"),
+            "rediss://***@cache.example:6380"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/0?x=a@b"),
+            "redis://127.0.0.1:6379/0?x=a@b"
+        );
+        assert_eq!(redacted("file:okra-data"), "file:okra-data");
+    }
 
     fn tenant_with(domains: &[(&str, &str)]) -> TenantRecord {
         let mut record = TenantRecord {

@@ -147,7 +147,7 @@ impl RedisStore {
     /// once it is up.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(url)
-            .map_err(|e| StoreError::BadUrl(format!("--store {url:?}: {e}")))?;
+            .map_err(|e| StoreError::BadUrl(format!("--store {:?}: {e}", super::redacted(url))))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -578,6 +578,6 @@ impl Store for RedisStore {
     }
 
     fn describe(&self) -> String {
-        self.url.clone()
+        super::redacted(&self.url)
     }
 }

@@ -154,6 +154,13 @@ impl App {
         // Labels, logs and rate buckets name the app as the tenant deployed
         // it (a DNS label), never by the manifest's free-form name.
         let name = source.name.unwrap_or(&manifest.name).to_string();
+        if matches!(scope, PathScope::Anywhere) {
+            // A tenant's deploy answers with these; an operator's app (and
+            // `okra up`) has only this log to say them.
+            for warning in &manifest.warnings {
+                tracing::warn!(app = %name, "{}: {warning}", manifest_path.display());
+            }
+        }
         let policy = load_app_policy(manifest_path, &manifest)?;
         let variables = AppVariables::resolve(&manifest, provider)
             .with_context(|| format!("{}", manifest_path.display()))?;
@@ -263,6 +270,12 @@ fn compile_component(
             component.source.display()
         )
     })?;
+    if !wasm.starts_with(b"\0asm") {
+        bail!(
+            "component `{id}`: source {} is not a WebAssembly file (is `source` the built .wasm?)",
+            component.source.display()
+        );
+    }
     let mut dirs = Vec::new();
     for mount in &component.files {
         if !mount.host_path.is_dir() {

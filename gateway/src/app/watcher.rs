@@ -45,6 +45,8 @@ pub(crate) struct Watcher {
     retry: Option<(tokio::time::Instant, Duration)>,
     /// When unused bundle directories were last looked for.
     last_collected: tokio::time::Instant,
+    /// Since when the store has not answered, while it does not.
+    lost_since: Option<tokio::time::Instant>,
 }
 
 impl Watcher {
@@ -69,6 +71,38 @@ impl Watcher {
             state: None,
             retry: None,
             last_collected: tokio::time::Instant::now(),
+            lost_since: None,
+        }
+    }
+
+    /// Records whether the store answered (`Ok`) or not: `okra_store_up`,
+    /// and one log line when it is lost and one when it is back, however
+    /// long it stays away.
+    fn store_answered<E: std::fmt::Display>(&mut self, answer: Result<(), E>) {
+        match answer {
+            Ok(()) => {
+                self.metrics.store_up.set(1);
+                if let Some(since) = self.lost_since.take() {
+                    tracing::warn!(
+                        store = %self.store.describe(),
+                        after_seconds = since.elapsed().as_secs(),
+                        "the store is back; following its changes again"
+                    );
+                }
+            }
+            Err(e) => {
+                self.metrics.store_up.set(0);
+                if self.lost_since.is_none() {
+                    self.lost_since = Some(tokio::time::Instant::now());
+                    let served = self
+                        .served
+                        .map_or("nothing yet".to_string(), |v| format!("version {v}"));
+                    tracing::error!(
+                        store = %self.store.describe(),
+                        "lost the store and its change feed ({e}); still serving {served} until it is back"
+                    );
+                }
+            }
         }
     }
 
@@ -78,11 +112,11 @@ impl Watcher {
         let (state, changed) = match self.current_state().await {
             Ok(current) => current,
             Err(e) => {
-                self.metrics.store_up.set(0);
+                self.store_answered(Err(format!("{e:#}")));
                 return Err(e);
             }
         };
-        self.metrics.store_up.set(1);
+        self.store_answered(Ok::<(), String>(()));
         if self.refuses(state.version) {
             // What was taken to build on is behind what is served: start
             // over from a full load once the store has caught up.
@@ -199,23 +233,20 @@ impl Watcher {
             }
             match self.store.version().await {
                 Ok(version) => {
-                    self.metrics.store_up.set(1);
                     // After a refused regression the store may come back to
                     // the served version number with other content.
                     let current = Some(version) == self.served
                         && !retry_due
                         && self.refused_version.is_none();
-                    if !current
-                        && !self.refuses(version)
-                        && let Err(e) = self.reload(retry_due).await
-                    {
-                        tracing::warn!("reloading from the store: {e:#}");
+                    if current || self.refuses(version) {
+                        self.store_answered(Ok::<(), String>(()));
+                    } else if let Err(e) = self.reload(retry_due).await {
+                        // The reload says whether the store answered it:
+                        // back only once the state itself could be read.
+                        tracing::debug!("reloading from the store: {e:#}");
                     }
                 }
-                Err(e) => {
-                    self.metrics.store_up.set(0);
-                    tracing::debug!("store version: {e}");
-                }
+                Err(e) => self.store_answered(Err(e)),
             }
         }
     }

@@ -30,6 +30,9 @@ pub struct ControlConfig {
     /// Whether a store found at an older version than the configuration
     /// served is applied (a deliberate restore) rather than refused.
     pub accept_store_regression: bool,
+    /// The port end users reach apps on, shown in deploy answers' URLs;
+    /// `None`: the gateway's own `listen` port (the control plane: 80).
+    pub public_port: Option<u16>,
 }
 
 impl Default for ControlConfig {
@@ -43,6 +46,7 @@ impl Default for ControlConfig {
             max_bundle_bytes: 64 << 20,
             reserved_hosts: Vec::new(),
             accept_store_regression: false,
+            public_port: None,
         }
     }
 }
@@ -93,6 +97,11 @@ pub struct ControlArgs {
     #[arg(long, env = "OKRA_ACCEPT_STORE_REGRESSION")]
     #[serde(skip)]
     pub accept_store_regression: bool,
+    /// The port end users reach apps on, shown in the URLs a deploy answers
+    /// with (behind a load balancer on 80 or 443, say so) [default: the
+    /// gateway's --listen port; for the control plane, 80].
+    #[arg(long, env = "OKRA_PUBLIC_PORT")]
+    pub public_port: Option<u16>,
 }
 
 impl Section for ControlArgs {

@@ -57,6 +57,9 @@ pub struct Cli {
     /// `[quotas]`.
     #[command(flatten)]
     pub quotas: QuotaArgs,
+    /// How logs are written (not a configuration key).
+    #[command(flatten)]
+    pub log: crate::logging::LogArgs,
 }
 
 impl Cli {

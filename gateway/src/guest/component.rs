@@ -70,6 +70,7 @@ impl ComponentRunner {
             metrics,
             outbound,
             stopping: runtime.stopping(),
+            failures: runtime.failure_logs.tenant(&labels.tenant),
         };
         let no_handler = |e: wasmtime::Error| {
             format_err!(

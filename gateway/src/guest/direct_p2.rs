@@ -64,7 +64,14 @@ impl DirectP2 {
         let turn = slot.cpu_turn();
         let mut store = self.factory.new_store(link.clone(), inbound, Some(slot))?;
         let started = Instant::now();
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let proxy = match self.pre.instantiate_async(&mut store).await {
+            Ok(proxy) => proxy,
+            Err(e) => {
+                // Too little memory for its start, or a trap in it.
+                self.factory.report_failure(store.data().link.cause(), &e);
+                return Err(e);
+            }
+        };
         self.factory.instantiated(started);
 
         let (tx, mut response) = oneshot::channel();

@@ -13,6 +13,7 @@
 //! the direct engine is measured in BENCHMARKS.md.
 
 use crate::guest::engine_config::RuntimeConfig;
+use crate::guest::failure_log::FailureLogs;
 use crate::guest::host::stubs;
 use crate::guest::state::GuestState;
 use sha2::{Digest, Sha256};
@@ -47,6 +48,8 @@ pub(crate) struct Runtime {
     /// still running wasm stops at its next epoch tick, as a trap, so no
     /// instance is dropped in the middle of its code.
     stopping: Arc<AtomicBool>,
+    /// Each tenant's guest-failure log, shared by all its components.
+    pub(crate) failure_logs: FailureLogs,
 }
 
 /// Distinct compiled components kept in memory; beyond this an arbitrary
@@ -104,6 +107,7 @@ impl Runtime {
             config,
             compiled: Mutex::default(),
             stopping: Arc::default(),
+            failure_logs: FailureLogs::default(),
         })
     }
 

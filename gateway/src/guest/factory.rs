@@ -5,6 +5,7 @@
 
 use crate::context::inbound::InboundContext;
 use crate::guest::admission::InstanceSlot;
+use crate::guest::failure_log::FailureLog;
 use crate::guest::lifecycle::{GuestFailure, RequestLink, StopCause};
 use crate::guest::output::{GuestOutput, GuestStream};
 use crate::guest::state::{ComponentVariables, CpuBudget, GuestState, MemoryLimiter};
@@ -45,6 +46,8 @@ pub(crate) struct GuestFactory {
     pub(super) outbound: Arc<ComponentOutbound>,
     /// The runtime's flag: set, every instance stops at its next tick.
     pub(super) stopping: Arc<AtomicBool>,
+    /// Where its guests' failures are logged, rate-limited per tenant.
+    pub(super) failures: Arc<FailureLog>,
 }
 
 impl GuestFactory {
@@ -137,13 +140,7 @@ impl GuestFactory {
     /// cause its request's link recorded.
     pub(crate) fn report_failure(&self, recorded: StopCause, error: &wasmtime::Error) {
         let reason = GuestFailure::classify(recorded, error).trap_label();
-        tracing::warn!(
-            tenant = %self.labels.tenant,
-            app = %self.labels.app,
-            component = %self.labels.component,
-            reason,
-            "guest failed: {error:?}"
-        );
+        self.failures.log(&self.labels, reason, error);
         self.metrics
             .wasm_traps_total
             .with_label_values(&[

@@ -88,7 +88,14 @@ impl HandlerState for HandlerHost {
             .factory
             .new_store(Arc::default(), UNATTACHED.clone(), None)?;
         let started = Instant::now();
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let proxy = match self.pre.instantiate_async(&mut store).await {
+            Ok(proxy) => proxy,
+            Err(e) => {
+                // Too little memory for its start, or a trap in it.
+                self.factory.report_failure(store.data().link.cause(), &e);
+                return Err(e);
+            }
+        };
         self.factory.instantiated(started);
         let expiration = Deadline::new(self.factory.limits().request_timeout());
         let deadline_link = expiration.link.clone();

@@ -15,6 +15,7 @@ pub(crate) mod direct_p2;
 pub(crate) mod engine;
 pub(crate) mod engine_config;
 pub(crate) mod factory;
+pub(crate) mod failure_log;
 pub(crate) mod handler;
 pub(crate) mod host;
 pub(crate) mod lifecycle;

@@ -29,7 +29,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub token: Option<String>,
     /// The tenant to act as [env OKRA_TENANT, config `tenant`].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = name_arg)]
     pub tenant: Option<String>,
     /// Config file (TOML with `server`, `token`, `tenant`) [env OKRA_CLI_CONFIG,
     /// default ~/.config/okra/config.toml].
@@ -58,11 +58,19 @@ pub enum Command {
         #[command(flatten)]
         from: AppArg,
         /// The app's name in Okra [default: `[application] name`].
-        #[arg(long)]
+        #[arg(long, value_parser = name_arg)]
         app: Option<String>,
         /// Upload what is already built.
         #[arg(long)]
         no_build: bool,
+        /// A variable value to set before deploying, NAME=VALUE (repeatable);
+        /// values stay set for later versions, as with `okra vars set`.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// Return once the gateway serving the API serves the new version
+        /// (a control plane cannot tell, and says so).
+        #[arg(long)]
+        wait: bool,
     },
     /// Tenants (admin token).
     Tenants {
@@ -105,6 +113,9 @@ pub struct UpArgs {
     /// Serve what is already built.
     #[arg(long)]
     pub no_build: bool,
+    /// How logs are written.
+    #[command(flatten)]
+    pub log: gateway::logging::LogArgs,
 }
 
 /// `okra tenants`.
@@ -113,10 +124,36 @@ pub enum TenantCommand {
     /// Create a tenant; prints its token, shown only this once.
     Create {
         /// The tenant's name.
+        #[arg(value_parser = name_arg)]
         name: String,
     },
     /// List the tenants.
     List,
+    /// Delete a tenant with every app, version and domain it has.
+    Delete {
+        /// The tenant's name.
+        #[arg(value_parser = name_arg)]
+        name: String,
+    },
+    /// Set a tenant's limits, KEY=VALUE (e.g. memory_bytes=67108864); keys
+    /// left out keep the operator's defaults.
+    Limits {
+        /// The tenant's name.
+        #[arg(value_parser = name_arg)]
+        name: String,
+        /// The limits.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        values: Vec<String>,
+    },
+    /// Set a tenant's outbound policy from an okra.json file; it narrows
+    /// what the operator's policies allow, never widens it.
+    Policy {
+        /// The tenant's name.
+        #[arg(value_parser = name_arg)]
+        name: String,
+        /// The policy document (okra.json).
+        file: PathBuf,
+    },
 }
 
 /// `okra apps`.
@@ -127,19 +164,27 @@ pub enum AppCommand {
     /// Show an app as JSON.
     Show {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
     },
     /// Serve an earlier version again.
     Rollback {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
         /// The version to serve.
         version: u64,
     },
-    /// Stop serving an app.
+    /// Stop serving an app; its versions and variables stay for a rollback
+    /// unless --purge.
     Delete {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
+        /// Remove everything the app keeps too: versions and variables (an
+        /// app that was never deployed needs this).
+        #[arg(long)]
+        purge: bool,
     },
 }
 
@@ -149,15 +194,19 @@ pub enum DomainCommand {
     /// Serve the app on a custom domain too.
     Add {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
         /// The domain.
+        #[arg(value_parser = domain_arg)]
         domain: String,
     },
     /// Stop serving the app on a custom domain.
     Remove {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
         /// The domain.
+        #[arg(value_parser = domain_arg)]
         domain: String,
     },
 }
@@ -168,6 +217,7 @@ pub enum VarCommand {
     /// Set NAME=VALUE pairs.
     Set {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
         /// The values.
         #[arg(required = true, value_name = "NAME=VALUE")]
@@ -176,8 +226,40 @@ pub enum VarCommand {
     /// List the names that have values (values are write-only).
     List {
         /// The app's name.
+        #[arg(value_parser = name_arg)]
         app: String,
     },
+    /// Remove variables' values (refused if the version served needs them).
+    Unset {
+        /// The app's name.
+        #[arg(value_parser = name_arg)]
+        app: String,
+        /// The variables' names.
+        #[arg(required = true, value_name = "NAME", value_parser = variable_arg)]
+        names: Vec<String>,
+    },
+}
+
+/// A tenant or app name as the API takes it (a DNS label), checked before
+/// it becomes part of a URL path.
+fn name_arg(name: &str) -> Result<String, String> {
+    control_plane::model::validate_name("name", name).map(|()| name.to_string())
+}
+
+/// A variable name, checked before it becomes part of a URL path.
+fn variable_arg(name: &str) -> Result<String, String> {
+    tenant_config::variables::validate_variable_name(name)
+        .map(|()| name.to_string())
+        .map_err(str::to_string)
+}
+
+/// A domain, refused if it could change the URL path it goes into (the
+/// API checks the rest).
+fn domain_arg(domain: &str) -> Result<String, String> {
+    if domain.contains(['/', '\\', '?', '#', '%']) || domain.split('.').any(|p| p.is_empty()) {
+        return Err("a hostname such as www.example.com".to_string());
+    }
+    Ok(domain.to_string())
 }
 
 /// Runs the CLI; `okra up` serves the app here and blocks.
@@ -206,5 +288,31 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `okra --help` and every subcommand's help say what each command and
+    /// each argument is for.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub
+                    .get_about()
+                    .is_none_or(|a| a.to_string().trim().is_empty())
+                {
+                    missing.push(path.clone());
+                }
+                for arg in sub.get_arguments() {
+                    if arg.get_help().is_none() && !arg.is_global_set() {
+                        missing.push(format!("{path} <{}>", arg.get_id()));
+                    }
+                }
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "okra", &mut missing);
+        assert!(missing.is_empty(), "no help: {missing:?}");
     }
 }

@@ -7,7 +7,7 @@ use gateway::config::{Cli as GatewayCli, OperatorConfig};
 /// Serves `app` on `args.listen`; blocks.
 pub(super) fn up(args: &UpArgs, app: &AppPaths) -> anyhow::Result<()> {
     use clap::Parser as _;
-    gateway::logging::init("warn");
+    gateway::logging::init(&args.log, "warn");
     let manifest = &app.manifest;
     let mut flags = vec![
         "okra-up".to_string(),

@@ -5,21 +5,25 @@
 
 use crate::support::control::{
     ControlPlane, Node, Redis, create_tenant, deploy, get_json, host, rollback, start_node,
-    static_bundle, until_gone, until_served,
+    start_node_logged, static_bundle, until_gone, until_served,
 };
-use crate::support::get;
+use crate::support::{get, plain_get};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A private Redis, the control-plane binary and `gateway --no-api`
-/// processes on it (each with its own data directory and extra flags), and
-/// tenant acme's app `web` deployed as "v1" and served by every gateway.
+/// processes on it (each with its own data directory, extra flags and log
+/// file), and tenant acme's app `web` deployed as "v1" and served by every
+/// gateway.
 struct Cluster {
     redis: Redis,
     url: String,
     control: ControlPlane,
     gateways: Vec<Node>,
+    /// Each gateway's stderr.
+    logs: Vec<PathBuf>,
     token: String,
     web: String,
     _dirs: Vec<tempfile::TempDir>,
@@ -33,13 +37,19 @@ impl Cluster {
             .map(|_| tempfile::tempdir().unwrap())
             .collect();
         let control = ControlPlane::start(&url, dirs[0].path());
+        let logs: Vec<PathBuf> = dirs[1..]
+            .iter()
+            .map(|dir| dir.path().join("gateway.log"))
+            .collect();
         let gateways: Vec<Node> = dirs[1..]
             .iter()
             .zip(gateway_flags)
-            .map(|(dir, extra)| {
+            .zip(&logs)
+            .map(|((dir, extra), log)| {
                 let mut flags = vec!["--data-dir", dir.path().to_str().unwrap()];
                 flags.extend_from_slice(extra);
-                start_node(&url, false, &flags)
+                let log = std::fs::File::create(log).unwrap();
+                start_node_logged(&url, false, &flags, Some(log))
             })
             .collect();
         let token = create_tenant(control.api, "acme").await;
@@ -61,6 +71,7 @@ impl Cluster {
             url,
             control,
             gateways,
+            logs,
             token,
             web,
             _dirs: dirs,
@@ -75,6 +86,7 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
         url,
         control,
         gateways,
+        logs,
         token,
         web,
         _dirs,
@@ -82,6 +94,20 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
     let gateways: Vec<Arc<Node>> = gateways.into_iter().map(Arc::new).collect();
     // The cluster's gateways embed no API.
     assert!(std::net::TcpStream::connect(gateways[0].api).is_err());
+    // The control plane has a gateway's operator endpoints.
+    assert_eq!(plain_get(control.metrics, "/healthz").await.0, 200);
+    assert_eq!(
+        plain_get(control.metrics, "/readyz").await,
+        (200, "ready\n".to_string())
+    );
+    let (_, metrics) = plain_get(control.metrics, "/metrics").await;
+    for series in [
+        r#"okra_api_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#,
+        r#"okra_api_requests_total{method="PUT",route="/v1/tenants/{tenant}/apps/{app}",status="201"} 1"#,
+        "okra_store_up 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
 
     // Load on both gateways while Redis goes away and comes back.
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,6 +131,19 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
     redis.server.stop();
     // Longer than the watchers' poll interval, so they notice.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, ready) = plain_get(control.metrics, "/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready.contains("the store") && ready.contains("does not answer"),
+        "{ready}"
+    );
+    assert!(
+        plain_get(control.metrics, "/metrics")
+            .await
+            .1
+            .contains("okra_store_up 0"),
+        "the control plane's okra_store_up falls with Redis"
+    );
     redis.server.restart();
 
     // The control plane reconnects; a deploy after the restart reaches both.
@@ -158,6 +197,15 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
         );
     }
 
+    assert_eq!(plain_get(control.metrics, "/readyz").await.0, 200);
+    // Each gateway said once that it lost the store, and once that it is back.
+    for log in &logs {
+        let text = std::fs::read_to_string(log).unwrap();
+        let lost = text.matches("lost the store and its change feed").count();
+        let back = text.matches("the store is back").count();
+        assert_eq!((lost, back), (1, 1), "{text}");
+    }
+
     // A gateway started later catches up from the store alone.
     let late_dir = tempfile::tempdir().unwrap();
     let late = start_node(
@@ -191,6 +239,7 @@ async fn a_store_that_goes_back_is_not_applied_without_the_operators_say_so() {
         url,
         control,
         gateways,
+        logs: _,
         web,
         token: _,
         _dirs,

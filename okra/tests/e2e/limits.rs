@@ -64,6 +64,66 @@ async fn panics_become_500_without_guest_details() {
     }
 }
 
+/// The smallest memory limit accepted (4 MiB) still runs a hello. Guest
+/// failures are logged at `warn`, one line each with tenant, app,
+/// component and reason, and a guest failing on every request cannot flood
+/// the log: past a small burst, lines are held back and counted.
+#[tokio::test]
+async fn the_smallest_memory_limit_runs_hello_and_failures_log_one_line_each() {
+    let log = crate::support::LogFile::new();
+    let gw = crate::support::Launch {
+        env: &[("NO_COLOR", "1")],
+        stderr: log.file(),
+        ..crate::support::Launch::default()
+    }
+    .start(
+        &[
+            &format!("k.localhost={}", test_programs::KITCHEN_MANIFEST),
+            &format!("hello.localhost={}", test_programs::HELLO_MANIFEST),
+        ],
+        &["--memory-bytes", "4194304"],
+    );
+    let hello = get(&gw, "hello.localhost", "/").await;
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    const PANICS: usize = 40;
+    for _ in 0..PANICS {
+        assert_eq!(get(&gw, "k.localhost", "/p2/t/panic").await.status, 500);
+    }
+    crate::support::wait_metrics(
+        &gw,
+        &[&format!(
+            r#"okra_wasm_traps_total{{app="kitchen",component="sdk5",reason="trap",tenant="local"}} {PANICS}"#
+        )],
+    )
+    .await;
+    let log = std::fs::read_to_string(&log.path).unwrap();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("guest failed")).collect();
+    assert!(
+        !failures.is_empty() && failures.len() < PANICS,
+        "{} lines for {PANICS} failures: {log}",
+        failures.len()
+    );
+    for line in &failures {
+        assert!(
+            line.contains("WARN")
+                && line.contains("tenant=local")
+                && line.contains("app=kitchen")
+                && line.contains("component=sdk5")
+                && line.contains("reason=\"trap\""),
+            "{line}"
+        );
+    }
+    // The wasm backtrace is inside the line, not on lines of its own.
+    assert!(
+        failures.iter().any(|l| l.contains("wasm backtrace")),
+        "{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.trim_start().starts_with("0:")),
+        "a backtrace frame on a line of its own: {log}"
+    );
+}
+
 #[tokio::test]
 async fn oversized_bodies_get_413_declared_or_streamed() {
     let gw = Gateway::start(&["--max-request-body-bytes", "1000"]);
@@ -260,11 +320,10 @@ async fn a_slot_stays_taken_until_the_guest_stops_not_until_the_client_leaves() 
 /// so it cannot pass for a line of the gateway's own.
 #[tokio::test]
 async fn guest_output_cannot_forge_log_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let log_path = dir.path().join("gateway.log");
+    let log_file = crate::support::LogFile::new();
     let gw = crate::support::Launch {
         env: &[("OKRA_LOG", "warn,okra::guest=info"), ("NO_COLOR", "1")],
-        stderr: Some(std::fs::File::create(&log_path).unwrap()),
+        stderr: log_file.file(),
         ..crate::support::Launch::default()
     }
     .start(
@@ -275,14 +334,7 @@ async fn guest_output_cannot_forge_log_lines() {
         get(&gw, "k.localhost", "/p2/t/print").await.text(),
         "printed"
     );
-    let mut log = String::new();
-    for _ in 0..200 {
-        log = std::fs::read_to_string(&log_path).unwrap();
-        if log.contains("no newline at the end") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let log = log_file.wait_for("no newline at the end").await;
     let guest_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("guest says hi") || l.contains("partial") || l.contains("forged"))
@@ -306,6 +358,39 @@ async fn guest_output_cannot_forge_log_lines() {
         forged.contains("\\u{1b}[2J\\rno newline at the end"),
         "{forged}"
     );
+}
+
+/// `--log-format json`: every line on stderr is one JSON object, guest
+/// output included, with its tags as fields.
+#[tokio::test]
+async fn logs_can_be_json_lines() {
+    let log_file = crate::support::LogFile::new();
+    let gw = crate::support::Launch {
+        env: &[("OKRA_LOG", "info")],
+        stderr: log_file.file(),
+        ..crate::support::Launch::default()
+    }
+    .start(
+        &[&format!("k.localhost={}", test_programs::KITCHEN_MANIFEST)],
+        &["--log-format", "json"],
+    );
+    assert_eq!(get(&gw, "k.localhost", "/p2/t/print").await.status, 200);
+    let log = log_file.wait_for("guest says hi").await;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let guest = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("guest says hi"))
+        })
+        .unwrap_or_else(|| panic!("no guest line in {log}"));
+    assert_eq!(guest["fields"]["tenant"], "local", "{guest}");
+    assert_eq!(guest["fields"]["component"], "sdk5", "{guest}");
+    assert_eq!(guest["level"], "INFO", "{guest}");
 }
 
 /// Requests per second, per tenant and per app: past the bucket, 429 with a

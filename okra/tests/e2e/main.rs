@@ -12,5 +12,6 @@ mod lifecycle;
 mod limits;
 mod okra_cli;
 mod outbound;
+mod readme;
 mod support;
 mod variables;

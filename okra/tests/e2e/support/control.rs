@@ -25,6 +25,16 @@ pub struct Node {
 
 /// Starts a gateway on `store` with its API on a free port (or `--no-api`).
 pub fn start_node(store: &str, with_api: bool, extra: &[&str]) -> Node {
+    start_node_logged(store, with_api, extra, None)
+}
+
+/// [`start_node`], with the gateway's stderr written to `log`.
+pub fn start_node_logged(
+    store: &str,
+    with_api: bool,
+    extra: &[&str],
+    log: Option<std::fs::File>,
+) -> Node {
     let api = free_port();
     let api_flag = api.to_string();
     let mut flags = vec!["--store", store, "--base-domain", BASE];
@@ -36,6 +46,7 @@ pub fn start_node(store: &str, with_api: bool, extra: &[&str]) -> Node {
     flags.extend(extra);
     let gateway = Launch {
         env: &[("OKRA_ADMIN_TOKEN", ADMIN)],
+        stderr: log,
         ..Launch::default()
     }
     .start(&[], &flags);
@@ -59,14 +70,18 @@ pub async fn node_with_web(data: &tempfile::TempDir, body: &str, extra: &[&str])
 pub struct ControlPlane {
     child: Child,
     pub api: SocketAddr,
+    /// Its `/healthz`, `/readyz` and `/metrics`.
+    pub metrics: SocketAddr,
 }
 
 impl ControlPlane {
     pub fn start(store: &str, data_dir: &Path) -> ControlPlane {
-        let api = free_port();
+        let (api, metrics) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_control-plane"))
             .args(["--store", store, "--base-domain", BASE, "--api-listen"])
             .arg(api.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
             .arg("--data-dir")
             .arg(data_dir)
             .env("OKRA_ADMIN_TOKEN", ADMIN)
@@ -75,7 +90,11 @@ impl ControlPlane {
             .spawn()
             .expect("spawn control-plane");
         wait_port(api);
-        ControlPlane { child, api }
+        ControlPlane {
+            child,
+            api,
+            metrics,
+        }
     }
 }
 
@@ -86,7 +105,7 @@ impl Drop for ControlPlane {
     }
 }
 
-fn wait_port(addr: SocketAddr) {
+pub fn wait_port(addr: SocketAddr) {
     for _ in 0..600 {
         if std::net::TcpStream::connect(addr).is_ok() {
             return;

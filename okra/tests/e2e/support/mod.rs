@@ -135,6 +135,38 @@ pub fn gateway_bin() -> std::path::PathBuf {
     gateway
 }
 
+/// A file a gateway's stderr goes to, in a directory of its own.
+pub struct LogFile {
+    _dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+impl LogFile {
+    pub fn new() -> LogFile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.log");
+        LogFile { _dir: dir, path }
+    }
+
+    /// A handle for [`Launch::stderr`].
+    pub fn file(&self) -> Option<std::fs::File> {
+        Some(std::fs::File::create(&self.path).unwrap())
+    }
+
+    /// The log once it contains `needle` (or after 2 s, as it is then).
+    pub async fn wait_for(&self, needle: &str) -> String {
+        let mut log = String::new();
+        for _ in 0..200 {
+            log = std::fs::read_to_string(&self.path).unwrap();
+            if log.contains(needle) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        log
+    }
+}
+
 /// How to start a gateway beyond its apps and flags.
 #[derive(Default)]
 pub struct Launch<'a> {
@@ -230,10 +262,13 @@ pub async fn get(gw: &Gateway, host: &str, path: &str) -> Reply {
 
 /// GETs `path` from the metrics listener: (status, body).
 pub async fn metrics_get(gw: &Gateway, path: &str) -> (u16, String) {
+    plain_get(gw.metrics, path).await
+}
+
+/// GETs `path` from `addr` and reads the status and the body as text.
+pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let uri = format!("http://{}{path}", gw.metrics)
-        .parse()
-        .expect("metrics uri");
+    let uri = format!("http://{addr}{path}").parse().expect("metrics uri");
     let resp = client.get(uri).await.expect("metrics response");
     let status = resp.status().as_u16();
     let body = resp
