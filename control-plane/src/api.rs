@@ -65,6 +65,9 @@ pub struct AppStatus {
     pub serving: Option<u64>,
     /// Why the latest version could not be built, if it could not.
     pub error: Option<String>,
+    /// The version `error` is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_version: Option<u64>,
 }
 
 /// The API's shared state.
@@ -216,16 +219,20 @@ pub fn router(api: Arc<Api>) -> Router {
 // ---- auth ----
 
 fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    const HOW: &str = "send `Authorization: Bearer <token>` (the okra CLI: --token or OKRA_TOKEN)";
+    let Some(header) = headers.get(http::header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(format!("no token: {HOW}")));
+    };
+    header
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| {
-            ApiError::unauthorized(
-                "no token: send `Authorization: Bearer <token>` (the okra CLI: --token or OKRA_TOKEN)",
-            )
+            ApiError::unauthorized(format!(
+                "the Authorization header holds no bearer token: {HOW}"
+            ))
         })
 }
 
@@ -1275,6 +1282,31 @@ async fn remove_domain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_token_and_a_malformed_one_are_told_apart() {
+        let mut headers = HeaderMap::new();
+        let missing = bearer(&headers).unwrap_err();
+        assert!(
+            missing.message.starts_with("no token"),
+            "{}",
+            missing.message
+        );
+        assert!(
+            missing.message.contains("OKRA_TOKEN"),
+            "{}",
+            missing.message
+        );
+        headers.insert(http::header::AUTHORIZATION, "Basic eDp5".parse().unwrap());
+        let malformed = bearer(&headers).unwrap_err();
+        assert!(
+            malformed.message.contains("holds no bearer token"),
+            "{}",
+            malformed.message
+        );
+        headers.insert(http::header::AUTHORIZATION, "Bearer okt_1".parse().unwrap());
+        assert_eq!(bearer(&headers).ok(), Some("okt_1"));
+    }
 
     /// A validator that holds every check until it is let go.
     struct Held(Arc<tokio::sync::Semaphore>);

@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::StatusCode;
 use prometheus::{Encoder as _, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long `/readyz` waits for the store's answer.
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -97,10 +97,17 @@ async fn count(State(metrics): State<Arc<ApiMetrics>>, request: Request, next: N
     response
 }
 
+/// How long one answer of the store serves `/readyz` and `/metrics`.
+const STORE_CHECK_REUSE: Duration = Duration::from_secs(1);
+
 /// What the health endpoints answer from.
 struct Health {
     store: Arc<dyn Store>,
     metrics: Arc<ApiMetrics>,
+    /// The last check and when it was made. Held across the check, so
+    /// probes arriving together share one store call, and a flood of them
+    /// costs the store one call a second.
+    last_check: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 /// The router for `/healthz`, `/readyz` and `/metrics`.
@@ -115,7 +122,11 @@ pub fn router(store: Arc<dyn Store>, metrics: Arc<ApiMetrics>) -> Router {
                 "not found; try /metrics, /healthz or /readyz\n",
             )
         })
-        .with_state(Arc::new(Health { store, metrics }))
+        .with_state(Arc::new(Health {
+            store,
+            metrics,
+            last_check: tokio::sync::Mutex::new(None),
+        }))
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> Response {
@@ -129,8 +140,21 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
     }
 }
 
-/// Asks the store for its version, and records the answer in the metrics.
+/// Whether the store answers: its answer of the last second, or a new one.
 async fn check_store(health: &Health) -> Result<(), String> {
+    let mut last = health.last_check.lock().await;
+    if let Some((at, result)) = last.as_ref()
+        && at.elapsed() < STORE_CHECK_REUSE
+    {
+        return result.clone();
+    }
+    let result = ask_store(health).await;
+    *last = Some((Instant::now(), result.clone()));
+    result
+}
+
+/// Asks the store for its version, and records the answer in the metrics.
+async fn ask_store(health: &Health) -> Result<(), String> {
     let answer = tokio::time::timeout(STORE_CHECK_TIMEOUT, health.store.version()).await;
     let result = match answer {
         Ok(Ok(version)) => {

@@ -21,7 +21,7 @@ pub struct ControlPlaneCli {
     /// Where `/healthz`, `/readyz` (the store answers) and `/metrics` are
     /// served; not read from the file, whose `metrics_listen` is a
     /// gateway's [default: 127.0.0.1:9091].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", env = "OKRA_CONTROL_PLANE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// `[control]`: the store, the API and hostnames.
     #[command(flatten)]

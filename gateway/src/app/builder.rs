@@ -42,7 +42,13 @@ pub(crate) struct BuildReport {
     /// Apps whose latest version does not build (each keeps its previous
     /// build, if any), this build or an earlier one.
     pub(crate) failures: usize,
+    /// The apps' new statuses, for [`SnapshotBuilder::publish`] once the
+    /// snapshot is served (`None`: the app is gone).
+    pub(crate) statuses: Vec<StatusChange>,
 }
+
+/// An app's new status, by (tenant, app); `None` once it is gone.
+pub(crate) type StatusChange = ((String, String), Option<AppStatus>);
 
 /// Builds snapshots from store states, remembering what it built.
 pub(crate) struct SnapshotBuilder {
@@ -91,7 +97,7 @@ impl StatusSource for StatusBoard {
 
 impl StatusBoard {
     /// Sets (or with `None` drops) the statuses of these apps.
-    fn update(&self, statuses: impl IntoIterator<Item = ((String, String), Option<AppStatus>)>) {
+    fn update(&self, statuses: impl IntoIterator<Item = StatusChange>) {
         let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
         for (key, status) in statuses {
             match status {
@@ -103,6 +109,12 @@ impl StatusBoard {
 }
 
 impl SnapshotBuilder {
+    /// Publishes a build's statuses: call once its snapshot is served, so
+    /// an API client told "served" finds the edge serving it.
+    pub(crate) fn publish(&self, statuses: Vec<StatusChange>) {
+        self.status.update(statuses);
+    }
+
     pub(crate) fn new(
         services: Arc<AppServices>,
         store: Arc<dyn Store>,
@@ -210,12 +222,12 @@ impl SnapshotBuilder {
                 self.built.insert(name.clone(), now);
             }
         }
-        self.status.update(statuses);
         self.forget_gone(gone);
         let snapshot = Snapshot::new(self.operator.clone(), self.hosts.clone());
         BuildReport {
             snapshot,
             failures: self.failing.len(),
+            statuses,
         }
     }
 
@@ -253,7 +265,7 @@ impl SnapshotBuilder {
             Ok(ok) => {
                 let status = AppStatus {
                     serving: Some(ok.version),
-                    error: None,
+                    ..AppStatus::default()
                 };
                 (Some(ok), status)
             }
@@ -265,6 +277,7 @@ impl SnapshotBuilder {
                 let status = AppStatus {
                     serving: previous.as_ref().map(|p| p.version),
                     error: Some(format!("version {}: {error}", version.version)),
+                    failed_version: Some(version.version),
                 };
                 // The previous build serves at the hosts the app has now:
                 // a domain it released may be another tenant's already.

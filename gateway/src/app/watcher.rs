@@ -126,6 +126,7 @@ impl Watcher {
         let changed = changed.filter(|_| !everything);
         let report = self.builder.build(&state, changed.as_ref()).await;
         self.swap.store(Arc::new(report.snapshot));
+        self.builder.publish(report.statuses);
         self.readiness.set_loaded();
         self.served = Some(state.version);
         self.retry = if report.failures == 0 {

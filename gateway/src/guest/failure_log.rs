@@ -37,9 +37,9 @@ impl FailureLogs {
     }
 }
 
-/// Failure lines a component may log in one burst.
+/// Failure lines a tenant may log in one burst.
 const BURST: u32 = 5;
-/// Failure lines a component may log per second after the burst.
+/// Failure lines a tenant may log per second after the burst.
 const PER_SECOND: u32 = 1;
 
 /// One tenant's failure log.
@@ -59,7 +59,8 @@ impl Default for FailureLog {
 }
 
 impl FailureLog {
-    /// Logs that a guest of `labels` failed with `error`, stopped for `reason`.
+    /// Logs that a guest of `labels` (one of this log's tenant's) failed
+    /// with `error`, stopped for `reason`.
     pub(crate) fn log(&self, labels: &ComponentLabels, reason: &str, error: &wasmtime::Error) {
         tracing::debug!(
             tenant = %labels.tenant,

@@ -31,6 +31,14 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("cannot reach the Okra API at {}", self.server))?;
+        self.decode(response).await
+    }
+
+    /// Decodes an answer; an API error is shown with the API's own message.
+    pub(super) async fn decode<T: DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> anyhow::Result<Option<T>> {
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {

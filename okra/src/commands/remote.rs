@@ -39,14 +39,27 @@ fn require_token(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The app as the API shows it, or `None` if the tenant has no such app.
+async fn app_view(client: &Client, tenant: &str, app: &str) -> anyhow::Result<Option<AppView>> {
+    let path = format!("/v1/tenants/{tenant}/apps/{app}");
+    let response = client
+        .request(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the Okra API at {}", client.server))?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    client.decode(response).await
+}
+
 /// How long `okra deploy --wait` waits for a gateway to serve the version.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a build error must last before `--wait` gives up on it (the
-/// status may still show the previous version's failure at first).
-const WAIT_ERROR_GRACE: Duration = Duration::from_secs(3);
 
 /// Polls the app until the gateway that serves the API reports `version`
-/// served; fails on a build error that lasts, or after [`WAIT_TIMEOUT`].
+/// served; fails when that version does not build there, when another
+/// deploy or rollback makes a different version current, or after
+/// [`WAIT_TIMEOUT`].
 async fn wait_until_served(
     client: &Client,
     tenant: &str,
@@ -54,7 +67,6 @@ async fn wait_until_served(
     version: u64,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut failing_since: Option<Instant> = None;
     loop {
         let view: Option<AppView> = client
             .send(client.request(
@@ -62,7 +74,15 @@ async fn wait_until_served(
                 &format!("/v1/tenants/{tenant}/apps/{app}"),
             ))
             .await?;
-        let Some(status) = view.and_then(|v| v.status) else {
+        let view = view.context("the API sent no body")?;
+        if view.current != Some(version) {
+            anyhow::bail!(
+                "{app} is at {} now (another deploy, rollback or delete); not waiting for version {version}",
+                view.current
+                    .map_or("no version".to_string(), |v| format!("version {v}"))
+            );
+        }
+        let Some(status) = view.status else {
             eprintln!(
                 "note: this API runs without a gateway (a control plane), so it cannot tell when \
                  gateways serve the app; each does once it has built it"
@@ -73,13 +93,11 @@ async fn wait_until_served(
             println!("Served (after {:.1} s)", started.elapsed().as_secs_f64());
             return Ok(());
         }
-        if let Some(error) = status.error {
-            let since = *failing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= WAIT_ERROR_GRACE {
-                anyhow::bail!("version {version} of {app} does not build on the gateway: {error}");
-            }
-        } else {
-            failing_since = None;
+        if status.failed_version == Some(version) {
+            anyhow::bail!(
+                "the gateway cannot build it: {}",
+                status.error.unwrap_or_default()
+            );
         }
         if started.elapsed() >= WAIT_TIMEOUT {
             anyhow::bail!(
@@ -142,6 +160,18 @@ pub(super) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let bundle = control_plane::bundle::pack(&paths.dir)?;
             let tenant = tenant()?;
             if !vars.is_empty() {
+                // Values set now would reach a version already served before
+                // the new one is checked; only a first deploy takes them.
+                if let Some(served) = app_view(&client, &tenant, &app)
+                    .await?
+                    .and_then(|view| view.current)
+                {
+                    anyhow::bail!(
+                        "{app} already serves version {served}, which --var would change before the new \
+                         version is checked; set the values with `okra vars set {app} NAME=VALUE` (a value \
+                         the served version does not declare does nothing to it), then deploy"
+                    );
+                }
                 client
                     .send::<VariableNames>(
                         client
@@ -172,15 +202,15 @@ pub(super) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 eprintln!("warning: {warning}");
             }
             println!("Deployed {app} version {}", reply.version);
-            if wait {
-                wait_until_served(&client, &tenant, &app, reply.version).await?;
-            }
             println!("Available routes:");
             for url in &reply.urls {
                 match url.strip_suffix("/...") {
                     Some(base) => println!("  {base} (wildcard)"),
                     None => println!("  {url}"),
                 }
+            }
+            if wait {
+                wait_until_served(&client, &tenant, &app, reply.version).await?;
             }
         }
         Command::Tenants { command } => match command {
@@ -308,11 +338,7 @@ pub(super) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             let reply: Option<VariableNames> = match command {
                 VarCommand::Set { app, values } => {
                     let map = pairs(&values, "value")?;
-                    let exists = client
-                        .request(Method::GET, &format!("/v1/tenants/{tenant}/apps/{app}"))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status() != reqwest::StatusCode::NOT_FOUND);
+                    let exists = app_view(&client, &tenant, &app).await?.is_some();
                     let reply = client
                         .send(
                             client

@@ -129,8 +129,18 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.server.stop();
-    // Longer than the watchers' poll interval, so they notice.
+    // Longer than the watchers' poll interval and the control plane's
+    // reuse of a store check, then until every gateway has said so.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..1000 {
+        let noticed = logs
+            .iter()
+            .all(|log| std::fs::read_to_string(log).is_ok_and(|t| t.contains("lost the store")));
+        if noticed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (status, ready) = plain_get(control.metrics, "/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert!(
@@ -197,7 +207,16 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
         );
     }
 
-    assert_eq!(plain_get(control.metrics, "/readyz").await.0, 200);
+    // Ready again (a probe may see the answer of up to a second ago).
+    let mut ready = plain_get(control.metrics, "/readyz").await;
+    for _ in 0..100 {
+        if ready.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ready = plain_get(control.metrics, "/readyz").await;
+    }
+    assert_eq!(ready, (200, "ready\n".to_string()));
     // Each gateway said once that it lost the store, and once that it is back.
     for log in &logs {
         let text = std::fs::read_to_string(log).unwrap();

@@ -285,6 +285,20 @@ variables = { greeting = "{{ greeting }}" }
     // two /api routes answers.
     let reply = crate::support::get(&node.gateway, &host("warned", "acme"), "/api/x").await;
     assert_eq!((reply.status, reply.text()), (200, "shadowing".to_string()));
+    // Once served, --var would change the served version before the new
+    // one is checked: refused, pointing to `vars set`.
+    let out = okra(
+        &["deploy", dir, "--no-build", "--var", "greeting=bye"],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("already serves version 1")
+            && err.contains("okra vars set"),
+        "{err}"
+    );
+    assert!(!err.contains("Uploading"), "{err}");
     // A value the served version does not declare is pointed out.
     let out = okra(&["vars", "set", "warned", "gretting=hi"], &env);
     let err = String::from_utf8_lossy(&out.stderr);

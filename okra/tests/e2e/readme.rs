@@ -1,6 +1,6 @@
 //! The README's quickstart, run as written: its first block starts the
 //! gateway, its second runs in bash, and each `# …` line under a command
-//! must be among what the commands printed. Only the ports change: free
+//! must be among what the commands printed, in order. Only the ports change: free
 //! ones stand in for 8080, 8081 and the metrics port, and the token the
 //! tenant's creation prints stands in for `okt_…`.
 
@@ -58,9 +58,15 @@ fn the_quickstart_runs_as_written() {
         .expect("start the gateway");
     wait_port(api);
 
+    let okra_dir = std::path::Path::new(env!("CARGO_BIN_EXE_okra"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    // The binaries under test, wherever cargo put them.
     let ports = |text: &str| {
         text.replace("127.0.0.1:8081", &api.to_string())
             .replace("localhost:8080", &format!("localhost:{}", listen.port()))
+            .replace("$PWD/target/debug", &okra_dir.display().to_string())
     };
     let mut script = String::from("set -euo pipefail\n");
     let mut expected = Vec::new();
@@ -82,22 +88,20 @@ fn the_quickstart_runs_as_written() {
         }
     }
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let okra_dir = std::path::Path::new(env!("CARGO_BIN_EXE_okra"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        okra_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    // `okra deploy` builds examples/hello with cargo: with the environment
+    // test-programs' build script builds it in, so it finds it up to date
+    // and never rewrites the wasm other tests are reading.
     let out = Command::new("bash")
         .args(["-c", &script])
         .current_dir(&repo)
-        .env("PATH", path)
         .env_remove("OKRA_TOKEN")
         .env_remove("OKRA_TENANT")
         .env_remove("OKRA_CLI_CONFIG")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_MAKEFLAGS")
         .output()
         .expect("run bash");
     let _ = gateway.kill();
@@ -108,10 +112,12 @@ fn the_quickstart_runs_as_written() {
         out.status.success(),
         "{script}\nstdout: {stdout}\nstderr: {stderr}"
     );
+    // Each `#` line, in order.
+    let mut lines = stdout.lines();
     for want in &expected {
         assert!(
-            stdout.lines().any(|line| shows(line, want)),
-            "`# {want}` is not what the quickstart printed:\n{stdout}\nstderr: {stderr}"
+            lines.any(|line| shows(line, want)),
+            "`# {want}` is not what the quickstart printed next:\n{stdout}\nstderr: {stderr}"
         );
     }
 }
