@@ -87,7 +87,12 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<GatewayServer> {
     let in_flight = Arc::new(InFlight::default());
     let mut edge = Service::new(
         "okra edge".to_string(),
-        Edge::new(snapshot, metrics.clone(), in_flight.clone()),
+        Edge::new(
+            snapshot,
+            metrics.clone(),
+            in_flight.clone(),
+            config.response_request_id,
+        ),
     );
     edge.add_tcp(&config.listen.to_string());
     let mut metrics_service = Service::new(

@@ -57,7 +57,11 @@ pub fn spin_headers(
     ];
     for (name, value) in &matched.captures {
         headers.push((
-            format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            // As Spin names them: `:path_segment` is `spin-path-match-path-segment`.
+            format!(
+                "spin-path-match-{}",
+                name.to_ascii_lowercase().replace('_', "-")
+            ),
             value.clone(),
         ));
     }
@@ -109,6 +113,9 @@ mod tests {
         assert_eq!(get(&h, "spin-matched-route"), Some("/foo/:userid/..."));
         assert_eq!(get(&h, "spin-component-route"), Some("/foo/:userid"));
         assert_eq!(get(&h, "spin-path-info"), Some("/bar"));
+        // Spin writes a parameter's `_` as `-` in the header name.
+        let h = headers_for("/:path_segment", "/seg");
+        assert_eq!(get(&h, "spin-path-match-path-segment"), Some("seg"));
     }
 
     #[test]

@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// supervisor's kill timeout.
     #[arg(long, env = "OKRA_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: Option<u64>,
+    /// Add `x-request-id` to apps' responses (the id the request carried,
+    /// or the one the gateway gave it); off, the gateway adds no end-to-end
+    /// header an app did not set, as Spin does not.
+    #[arg(long, env = "OKRA_RESPONSE_REQUEST_ID")]
+    #[serde(skip)]
+    pub response_request_id: bool,
 }
 
 impl Section for ServeArgs {
@@ -131,9 +137,12 @@ impl Section for QuotaArgs {
 
 impl ServeArgs {
     /// Applies the flags that do not merge by key: the repeated `--app`,
-    /// `--var` and `--peer`, and `--upgrade`.
+    /// `--var` and `--peer`, `--upgrade` and `--response-request-id`.
     fn extend(&self, config: &mut OperatorConfig) -> anyhow::Result<()> {
         config.upgrade = self.upgrade;
+        if self.response_request_id {
+            config.response_request_id = true;
+        }
         if !self.peers.is_empty() {
             config.peers = self.peers.clone();
         }
@@ -195,6 +204,8 @@ pub struct OperatorConfig {
     pub upgrade_sock: Option<PathBuf>,
     /// How long requests in flight may take to finish at shutdown, in ms.
     pub shutdown_grace_ms: u64,
+    /// Whether apps' responses carry `x-request-id`.
+    pub response_request_id: bool,
     /// Whether this start takes the sockets over from a running gateway
     /// (`--upgrade`; a flag only, never in the file).
     #[serde(skip)]
@@ -217,6 +228,7 @@ impl Default for OperatorConfig {
             quotas: Quotas::default(),
             upgrade_sock: None,
             shutdown_grace_ms: 25_000,
+            response_request_id: false,
             upgrade: false,
         }
     }

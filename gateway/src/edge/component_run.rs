@@ -91,8 +91,13 @@ impl Stop {
     }
 }
 
-/// Runs a request through its component, streaming both bodies.
-pub(crate) async fn run(session: &mut ServerSession, target: &Target<'_>) -> Outcome {
+/// Runs a request through its component, streaming both bodies; the
+/// response carries `x-request-id` only with `response_request_id`.
+pub(crate) async fn run(
+    session: &mut ServerSession,
+    target: &Target<'_>,
+    response_request_id: bool,
+) -> Outcome {
     let admitted = match admit(session, target).await {
         Ok(admitted) => admitted,
         Err(stop) => return stop.finish(session).await,
@@ -106,7 +111,8 @@ pub(crate) async fn run(session: &mut ServerSession, target: &Target<'_>) -> Out
         Ok(answered) => answered,
         Err(stop) => return stop.finish(session).await,
     };
-    match stream_body(session, response, pump, &inbound.request_id, is_head).await {
+    let request_id = response_request_id.then_some(inbound.request_id.as_str());
+    match stream_body(session, response, pump, request_id, is_head).await {
         Ok(outcome) => outcome,
         Err(stop) => stop.finish(session).await,
     }
@@ -213,7 +219,7 @@ async fn stream_body(
     session: &mut ServerSession,
     response: http::Response<WasiBody>,
     mut pump: Option<RequestBodyPump>,
-    request_id: &str,
+    request_id: Option<&str>,
     is_head: bool,
 ) -> Result<Outcome, Stop> {
     let (parts, mut body) = response.into_parts();
@@ -231,7 +237,9 @@ async fn stream_body(
     for name in HOP_BY_HOP {
         head.remove_header(*name);
     }
-    let _ = head.insert_header(X_REQUEST_ID, request_id);
+    if let Some(id) = request_id {
+        let _ = head.insert_header(X_REQUEST_ID, id);
+    }
     let bodiless =
         is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let status = status.as_u16();

@@ -43,6 +43,8 @@ pub(crate) struct Edge {
     /// Counts the requests being served, for the drain at shutdown.
     in_flight: Arc<InFlight>,
     options: HttpServerOptions,
+    /// Whether apps' responses carry `x-request-id` (`--response-request-id`).
+    response_request_id: bool,
 }
 
 impl Edge {
@@ -50,6 +52,7 @@ impl Edge {
         snapshot: Arc<ArcSwap<Snapshot>>,
         metrics: Arc<Metrics>,
         in_flight: Arc<InFlight>,
+        response_request_id: bool,
     ) -> Self {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
@@ -58,6 +61,7 @@ impl Edge {
             metrics,
             in_flight,
             options,
+            response_request_id,
         }
     }
 }
@@ -172,7 +176,7 @@ impl Edge {
                     matched: &matched,
                     runner,
                 };
-                component_run::run(session, &target).await
+                component_run::run(session, &target, self.response_request_id).await
             }
         }
     }

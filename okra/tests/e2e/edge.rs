@@ -28,6 +28,42 @@ async fn serves_spin_sdk_5_and_7_components_and_the_example() {
     assert_eq!(r.headers["x-static"], "yes");
 }
 
+/// An app's response carries the headers the app set and nothing of the
+/// gateway's but framing (as Spin's conformance suite checks); the
+/// request id comes back only when the operator asks for it.
+#[tokio::test]
+async fn responses_carry_only_the_apps_headers() {
+    const FRAMING: [&str; 4] = ["content-length", "transfer-encoding", "connection", "date"];
+    let gw = Gateway::start(&[]);
+    let with_id = [("x-request-id", "req-7")];
+    for (path, own) in [
+        ("/p2/t/hello", &[][..]),
+        ("/p3/t/hello", &[][..]),
+        ("/static", &["x-static"][..]),
+    ] {
+        let r = send(&gw, "GET", "k.localhost", path, &with_id, Bytes::new()).await;
+        assert!(r.status < 300, "{path}: {}", r.status);
+        let extra: Vec<&str> = r
+            .headers
+            .keys()
+            .map(|name| name.as_str())
+            .filter(|name| !FRAMING.contains(name) && !own.contains(name))
+            .collect();
+        assert!(extra.is_empty(), "{path}: the gateway added {extra:?}");
+    }
+    let gw = Gateway::start(&["--response-request-id"]);
+    let r = send(
+        &gw,
+        "GET",
+        "k.localhost",
+        "/p2/t/hello",
+        &with_id,
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.headers["x-request-id"], "req-7");
+}
+
 #[tokio::test]
 async fn unknown_hosts_routes_and_private_components_get_404() {
     let gw = Gateway::start(&[]);

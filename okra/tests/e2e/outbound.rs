@@ -433,6 +433,7 @@ async fn okra_policies_decide_inject_correlate_and_audit() {
             &tenant_flag,
             "--audit-log",
             audit.to_str().unwrap(),
+            "--response-request-id",
         ],
     );
     let internal = crate::support::bearer_jwt("tenant-secret", "internal");
