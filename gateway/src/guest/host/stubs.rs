@@ -46,7 +46,10 @@ pub(crate) fn define_unsupported(
     component: &Component,
 ) -> wasmtime::Result<()> {
     let ty = component.component_type();
-    let mut resource_id = 0u32;
+    // One host type per resource the component imports: an interface that
+    // uses another's resource (wasi:keyvalue/atomics' `bucket` is
+    // wasi:keyvalue/store's) gets the same one, or the types would not match.
+    let mut host_types: Vec<(ResourceType, ResourceType)> = Vec::new();
     for (name, item) in ty.imports(engine) {
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
@@ -63,11 +66,17 @@ pub(crate) fn define_unsupported(
                 ComponentItem::ComponentFunc(func) => {
                     define_function(&mut li, name, export, &func)?;
                 }
-                ComponentItem::Resource(_) => {
-                    resource_id += 1;
-                    li.resource(export, ResourceType::host_dynamic(resource_id), |_, _| {
-                        Ok(())
-                    })?;
+                ComponentItem::Resource(imported) => {
+                    let host = match host_types.iter().find(|(seen, _)| *seen == imported) {
+                        Some((_, host)) => *host,
+                        None => {
+                            let next = u32::try_from(host_types.len() + 1)?;
+                            let host = ResourceType::host_dynamic(next);
+                            host_types.push((imported, host));
+                            host
+                        }
+                    };
+                    li.resource(export, host, |_, _| Ok(()))?;
                 }
                 _ => {}
             }
@@ -153,5 +162,62 @@ fn error_value(ty: &Type, message: &str) -> Option<Val> {
             Some(Val::Variant(name.clone(), payload))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wit_parser::{ManglingAndAbi, Resolve};
+
+    /// A component importing every interface of `world` in `wit`.
+    fn component_importing(wit: &str, world: &str) -> Vec<u8> {
+        let mut resolve = Resolve::default();
+        let package = resolve.push_str("test.wit", wit).unwrap();
+        let world = resolve.select_world(&[package], Some(world)).unwrap();
+        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .unwrap();
+        wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .validate(true)
+            .encode()
+            .unwrap()
+    }
+
+    /// wasi:keyvalue/atomics uses wasi:keyvalue/store's `bucket`: both
+    /// stubs must be given one host type for it (componentize-py imports
+    /// both, and failed to link with "mismatched resource types").
+    #[test]
+    fn a_resource_another_interface_uses_is_one_type() {
+        let wit = r#"
+            package wasi:keyvalue@0.2.0-draft2;
+            interface store {
+                variant error { no-such-store, access-denied, other(string) }
+                resource bucket {
+                    get: func(key: string) -> result<option<list<u8>>, error>;
+                }
+                open: func(identifier: string) -> result<bucket, error>;
+            }
+            interface atomics {
+                use store.{bucket, error};
+                increment: func(bucket: borrow<bucket>, key: string, delta: u64) -> result<u64, error>;
+            }
+            world both {
+                import store;
+                import atomics;
+            }
+        "#;
+        let engine = Engine::default();
+        let component = Component::new(&engine, component_importing(wit, "both")).unwrap();
+        let mut linker: Linker<GuestState> = Linker::new(&engine);
+        define_unsupported(&mut linker, &engine, &component).unwrap();
+        linker.instantiate_pre(&component).unwrap();
     }
 }
