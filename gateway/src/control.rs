@@ -10,6 +10,7 @@ use crate::app::{App, AppServices, AppSource, Snapshot};
 use crate::config::OperatorConfig;
 use crate::guest::admission::Admissions;
 use crate::guest::engine::Runtime;
+use crate::guest::host::key_value::backend::KeyValueBackend;
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, Peers};
 use crate::readiness::Readiness;
@@ -421,9 +422,20 @@ pub(crate) fn app_services(
             tick,
         )),
         default_cpu_parallelism: (config.edge_threads() / 2).max(1) as u32,
+        key_value: Arc::new(KeyValueBackend::new(key_value_path(config))),
         metrics,
     });
     Ok((services, peer_health))
+}
+
+/// Where the embedded key-value backend keeps its file: the data
+/// directory of the store, or `--data-dir` without one.
+fn key_value_path(config: &OperatorConfig) -> PathBuf {
+    let dir = match config.control.store_url(!config.apps.is_empty()) {
+        Some(url) => data_dir(config, &url),
+        None => config.control.data_dir.clone(),
+    };
+    dir.join(crate::guest::host::key_value::backend::FILE_NAME)
 }
 
 #[cfg(test)]

@@ -323,6 +323,8 @@ pub struct Component {
     pub environment: BTreeMap<String, String>,
     /// Component variable templates, e.g. `url = "{{ api_base }}/v1"`.
     pub variables: BTreeMap<String, String>,
+    /// `key_value_stores`: the labels of the key-value stores it may open.
+    pub key_value_stores: Vec<String>,
 }
 
 /// A host directory or file made visible to the guest, read-only.
@@ -514,7 +516,6 @@ impl AppManifest {
             let _ = (
                 &c.description,
                 &c.exclude_files,
-                &c.key_value_stores,
                 &c.build,
                 &c.sqlite_databases,
                 &c.ai_models,
@@ -542,6 +543,7 @@ impl AppManifest {
                     allowed_http_hosts: c.allowed_http_hosts,
                     environment: c.environment,
                     variables: c.variables,
+                    key_value_stores: c.key_value_stores,
                 },
             );
         }

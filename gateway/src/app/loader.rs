@@ -8,6 +8,7 @@ use crate::guest::admission::{Admissions, TenantAdmission};
 use crate::guest::component::ComponentRunner;
 use crate::guest::engine::Runtime;
 use crate::guest::factory::GuestEnvironment;
+use crate::guest::host::key_value::backend::{KeyValueBackend, KeyValueGrant, KeyValueScope};
 use crate::metrics::ComponentLabels;
 use crate::metrics::Metrics;
 use crate::outbound::{ComponentOutbound, Outbound};
@@ -36,6 +37,8 @@ pub(crate) struct AppServices {
     pub(crate) admissions: Arc<Admissions>,
     /// CPU-bound guests a tenant may run at once when its limits do not say.
     pub(crate) default_cpu_parallelism: u32,
+    /// Where apps' key-value stores keep their data.
+    pub(crate) key_value: Arc<KeyValueBackend>,
 }
 
 /// One deployed app.
@@ -300,6 +303,14 @@ fn compile_component(
             .collect(),
         dirs,
         variables: Arc::new(app.variables.for_component(manifest, id)?),
+        key_value: (!component.key_value_stores.is_empty()).then(|| KeyValueGrant {
+            scope: KeyValueScope {
+                tenant: tenant.name.clone(),
+                app: app.name.to_string(),
+            },
+            stores: Arc::new(component.key_value_stores.iter().cloned().collect()),
+            backend: services.key_value.clone(),
+        }),
     };
     let value_of = |name: &str| app.variables.get(name);
     let mut scopes = tenant.scopes(&services.outbound);

@@ -156,6 +156,7 @@ impl Runtime {
         };
         let mut linker = base.linker.clone();
         crate::guest::host::variables::define(&mut linker, &base.engine, component)?;
+        crate::guest::host::key_value::define(&mut linker, &base.engine, component)?;
         stubs::define_unsupported(&mut linker, &base.engine, component)?;
         Ok(linker)
     }

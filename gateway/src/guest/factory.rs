@@ -6,6 +6,7 @@
 use crate::context::inbound::InboundContext;
 use crate::guest::admission::InstanceSlot;
 use crate::guest::failure_log::FailureLog;
+use crate::guest::host::key_value::backend::{KeyValueGrant, KeyValueSession};
 use crate::guest::lifecycle::{GuestFailure, RequestLink, StopCause};
 use crate::guest::output::{GuestOutput, GuestStream};
 use crate::guest::state::{ComponentVariables, CpuBudget, GuestState, MemoryLimiter};
@@ -30,6 +31,8 @@ pub(crate) struct GuestEnvironment {
     /// (host directory, guest path), mounted read-only.
     pub(crate) dirs: Vec<(PathBuf, String)>,
     pub(crate) variables: ComponentVariables,
+    /// The key-value stores it may open (`key_value_stores`), if any.
+    pub(crate) key_value: Option<KeyValueGrant>,
 }
 
 /// Makes the `Store`s of one component's instances, and reports how they
@@ -100,6 +103,7 @@ impl GuestFactory {
             cpu: CpuBudget::new(self.limits.cpu_time(), self.tick),
             link,
             variables: self.environment.variables.clone(),
+            key_value: self.environment.key_value.clone().map(KeyValueSession::new),
             turn: slot.as_ref().map(InstanceSlot::cpu_turn),
             slot,
         };

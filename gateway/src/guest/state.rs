@@ -3,6 +3,7 @@
 //! that say which limit stopped it.
 
 use crate::guest::admission::{CpuTurn, InstanceSlot};
+use crate::guest::host::key_value::backend::KeyValueSession;
 use crate::guest::lifecycle::{RequestLink, StopCause};
 use crate::outbound::OutboundHooks;
 use std::collections::BTreeMap;
@@ -29,6 +30,9 @@ pub(crate) struct GuestState {
     pub(crate) link: Arc<RequestLink>,
     /// The component's variables, for the variables interfaces.
     pub(crate) variables: ComponentVariables,
+    /// The key-value stores the component may open, and those it has open
+    /// (`None`: it lists none).
+    pub(crate) key_value: Option<KeyValueSession>,
     /// The tenant's concurrency slot this instance holds (set once its
     /// request is attached); given back when the store is dropped.
     pub(crate) slot: Option<InstanceSlot>,

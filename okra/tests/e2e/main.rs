@@ -8,6 +8,7 @@ mod cluster;
 mod control_plane;
 mod edge;
 mod inside_app;
+mod key_value;
 mod lifecycle;
 mod limits;
 mod okra_cli;

@@ -1,6 +1,7 @@
 //! "Unsupported" implementations of Spin platform interfaces Okra does not
 //! provide yet (key-value, llm, redis, sqlite, mysql, postgres, mqtt,
-//! wasi:keyvalue, ...). Variables are real: see `super::variables`.
+//! wasi:keyvalue, ...). Variables and Spin 2 key-value are real: see
+//! `super::variables` and `super::key_value`.
 //!
 //! A spin-sdk component may import any of them; instantiation must not fail
 //! because of that. Each imported function is defined from its own type:
@@ -56,6 +57,7 @@ pub(crate) fn define_unsupported(
         };
         if !SPIN_PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p))
             || crate::guest::host::variables::provides(name)
+            || crate::guest::host::key_value::provides(name)
         {
             continue;
         }

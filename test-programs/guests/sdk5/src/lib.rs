@@ -6,12 +6,41 @@
 //! (an outbound request with those headers and request options; a URL that
 //! starts with `/` is sent relative, as spin-sdk 5's own `Request` sends it),
 //! `/variable?name=N` (fermyon:spin/variables), `/config?name=N` and
-//! `/config-all` (wasi:config/store), `/kv`, `/llm`, `/status?code=N`, `/print`, and the hostile
+//! `/config-all` (wasi:config/store), `/kv`, `/kv-walk` (Spin's key-value
+//! semantics step by step), `/kv-get?store=S&key=K`, `/kv-set?store=S&key=K&value=V`, `/llm`, `/status?code=N`, `/print`, and the hostile
 //! `/loop`, `/alloc` and `/panic`.
 
 use futures::{SinkExt, StreamExt};
 use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
 use spin_sdk::http_component;
+
+/// Spin's key-value semantics, step by step on a fresh "default" store:
+/// an unlisted store is refused, then missing keys, set, overwrite, keys
+/// and deletes (twice) behave as Spin's conformance suite expects.
+fn kv_walk() -> Result<String, spin_sdk::key_value::Error> {
+    use spin_sdk::key_value::{Error, Store};
+    let mut steps = Vec::new();
+    match Store::open("forbidden") {
+        Err(Error::AccessDenied) => steps.push("forbidden: access-denied".to_string()),
+        other => steps.push(format!("forbidden: {:?}", other.map(|_| "opened"))),
+    }
+    let store = Store::open_default()?;
+    store.delete("bar")?;
+    steps.push(format!("exists {}", store.exists("bar")?));
+    steps.push(format!("get {:?}", store.get("bar")?));
+    steps.push(format!("keys {:?}", store.get_keys()?));
+    store.set("bar", b"baz")?;
+    steps.push(format!("get {:?}", store.get("bar")?.map(String::from_utf8)));
+    store.set("bar", b"wow")?;
+    store.set("qux", b"yay")?;
+    steps.push(format!("exists {}", store.exists("bar")?));
+    steps.push(format!("keys {:?}", store.get_keys()?));
+    store.delete("bar")?;
+    store.delete("bar")?;
+    store.delete("qux")?;
+    steps.push(format!("keys {:?}", store.get_keys()?));
+    Ok(steps.join("\n"))
+}
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -88,6 +117,28 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 Ok(_) => "opened".to_string(),
                 Err(e) => format!("error: {e:?}"),
             };
+            respond(out, 200, &[], text.into_bytes()).await
+        }
+        "kv-walk" => {
+            let text = kv_walk().unwrap_or_else(|e| format!("error: {e:?}"));
+            respond(out, 200, &[], text.into_bytes()).await
+        }
+        "kv-get" | "kv-set" => {
+            use spin_sdk::key_value::Store;
+            let key = guest_common::param(query, "key");
+            let result = Store::open(guest_common::param(query, "store")).and_then(|store| {
+                if path == "kv-set" {
+                    store
+                        .set(key, guest_common::param(query, "value").as_bytes())
+                        .map(|()| "set".to_string())
+                } else {
+                    store.get(key).map(|value| match value {
+                        Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                        None => "<none>".to_string(),
+                    })
+                }
+            });
+            let text = result.unwrap_or_else(|e| format!("error: {e:?}"));
             respond(out, 200, &[], text.into_bytes()).await
         }
         "llm" => {

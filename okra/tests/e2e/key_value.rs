@@ -1,0 +1,99 @@
+//! Spin key-value (`fermyon:spin/key-value@2.0.0`) end to end: a spin-sdk 5
+//! component walks Spin's semantics on its "default" store, only the stores
+//! its manifest lists open, each app has its own data, and the data
+//! outlives the gateway.
+
+use crate::support::{Gateway, Launch, get};
+
+/// A manifest serving the sdk5 test component on every path, as app `name`,
+/// with these `key_value_stores`.
+fn kv_app(dir: &std::path::Path, name: &str, stores: &[&str]) -> String {
+    let manifest = dir.join(format!("{name}.toml"));
+    let stores: Vec<String> = stores.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"{name}\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+             [component.c]\nsource = {:?}\nkey_value_stores = [{}]\n",
+            test_programs::SDK5_GUEST,
+            stores.join(", ")
+        ),
+    )
+    .unwrap();
+    manifest.display().to_string()
+}
+
+fn start(data: &std::path::Path, apps: &[String]) -> Gateway {
+    let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+    Launch::default().start(&apps, &["--data-dir", data.to_str().unwrap()])
+}
+
+#[tokio::test]
+async fn stores_follow_spins_semantics_and_belong_to_their_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let apps = [
+        format!("a.localhost={}", kv_app(dir.path(), "kv-a", &["default"])),
+        format!(
+            "b.localhost={}",
+            kv_app(dir.path(), "kv-b", &["default", "extra"])
+        ),
+        format!("none.localhost={}", kv_app(dir.path(), "kv-none", &[])),
+    ];
+    let gw = start(&data, &apps);
+    let walk = get(&gw, "a.localhost", "/kv-walk").await.text();
+    assert_eq!(
+        walk,
+        [
+            "forbidden: access-denied",
+            "exists false",
+            "get None",
+            "keys []",
+            "get Some(Ok(\"baz\"))",
+            "exists true",
+            "keys [\"bar\", \"qux\"]",
+            "keys []",
+        ]
+        .join("\n")
+    );
+    // A component that lists no store opens none, "default" included.
+    assert_eq!(
+        get(&gw, "none.localhost", "/kv").await.text(),
+        "error: Error::AccessDenied"
+    );
+    // Each app has its own data, whatever the store is called.
+    let set = |host, store, value| {
+        let path = format!("/kv-set?store={store}&key=k&value={value}");
+        let gw = &gw;
+        async move { get(gw, host, &path).await.text() }
+    };
+    assert_eq!(set("a.localhost", "default", "from-a").await, "set");
+    assert_eq!(set("b.localhost", "default", "from-b").await, "set");
+    assert_eq!(set("b.localhost", "extra", "extra-b").await, "set");
+    assert_eq!(
+        set("a.localhost", "extra", "x").await,
+        "error: Error::AccessDenied",
+        "a store another app lists is not this app's"
+    );
+    let read = |host: &'static str, store: &'static str| {
+        let gw = &gw;
+        async move {
+            get(gw, host, &format!("/kv-get?store={store}&key=k"))
+                .await
+                .text()
+        }
+    };
+    assert_eq!(read("a.localhost", "default").await, "from-a");
+    assert_eq!(read("b.localhost", "default").await, "from-b");
+    assert_eq!(read("b.localhost", "extra").await, "extra-b");
+    drop(gw);
+    // The data outlives the gateway.
+    let gw = start(&data, &apps);
+    assert_eq!(
+        get(&gw, "a.localhost", "/kv-get?store=default&key=k")
+            .await
+            .text(),
+        "from-a"
+    );
+}
