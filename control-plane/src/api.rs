@@ -554,6 +554,7 @@ fn app_or_new<'a>(
             app.to_string(),
             AppRecord {
                 name: app.to_string(),
+                id: crate::model::new_id(),
                 ..AppRecord::default()
             },
         );
@@ -743,6 +744,7 @@ async fn create_tenant(
             *record = Some(TenantRecord {
                 name: name.clone(),
                 token_hash: token_hash.clone(),
+                id: crate::model::new_id(),
                 ..TenantRecord::default()
             });
             Ok(())

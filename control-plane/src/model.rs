@@ -29,6 +29,11 @@ pub struct State {
 pub struct TenantRecord {
     /// The tenant's name: a DNS label, unique among tenants.
     pub name: String,
+    /// A random id given at creation: data kept outside the record (an
+    /// app's key-value stores) belongs to it, so a tenant created later
+    /// under the same name never sees it. Empty in records written before
+    /// ids existed, where the name stands in ([`TenantRecord::data_id`]).
+    pub id: String,
     /// The global version of the change that last wrote this record.
     pub version: u64,
     /// SHA-256 (hex) of the tenant's bearer token; the token itself is never stored.
@@ -47,6 +52,9 @@ pub struct TenantRecord {
 pub struct AppRecord {
     /// The app's name: a DNS label, unique within its tenant.
     pub name: String,
+    /// A random id given at creation, as [`TenantRecord::id`]: an app
+    /// purged and deployed again under its name starts with no data.
+    pub id: String,
     /// The version being served; `None` once the app is undeployed.
     pub current: Option<u64>,
     /// The number the next deploy gets: versions are never reused.
@@ -94,7 +102,44 @@ pub fn bundle_id(files: &BTreeMap<String, String>) -> String {
     hex::encode(hash.finalize())
 }
 
+/// A fresh random id: 128 bits, hex.
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Not seen on Linux; still unique: the time and a process counter.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes = (nanos ^ (u128::from(count) << 96)).to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
+impl TenantRecord {
+    /// What the tenant's data outside the store is keyed by: its id, or
+    /// its name in a record from before ids.
+    pub fn data_id(&self) -> &str {
+        if self.id.is_empty() {
+            &self.name
+        } else {
+            &self.id
+        }
+    }
+}
+
 impl AppRecord {
+    /// What the app's data outside the store is keyed by, as
+    /// [`TenantRecord::data_id`].
+    pub fn data_id(&self) -> &str {
+        if self.id.is_empty() {
+            &self.name
+        } else {
+            &self.id
+        }
+    }
+
     /// The version being served, if the app is deployed.
     pub fn current_version(&self) -> Option<&VersionRecord> {
         self.current.and_then(|v| self.versions.get(&v))

@@ -380,6 +380,7 @@ impl BundleValidator for GatewayValidator {
                 manifest: &manifest,
                 scope: PathScope::InsideApp,
                 name: None,
+                data_id: None,
             };
             App::load(&services, &spec, &source, &|name| {
                 variables.get(name).cloned()

@@ -42,6 +42,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<GatewayServer> {
     for app in &config.apps {
         let tenant = TenantSpec {
             name: LOCAL_TENANT.to_string(),
+            data_id: LOCAL_TENANT.to_string(),
             limits: config.limits.clone(),
             policy: None,
         };
@@ -50,6 +51,7 @@ pub fn build(config: &OperatorConfig) -> anyhow::Result<GatewayServer> {
             manifest: &app.manifest,
             scope: PathScope::Anywhere,
             name: None,
+            data_id: None,
         };
         let loaded = App::load(&services, &tenant, &source, &variable)
             .with_context(|| format!("loading the app for {}", app.host))?;

@@ -390,6 +390,7 @@ impl SnapshotBuilder {
         let spec = tenant_spec(tenant, &self.default_limits)?;
         let variables = app.variables.clone();
         let name = app.name.clone();
+        let data_id = app.data_id().to_string();
         let services = self.services.clone();
         tokio::task::spawn_blocking(move || {
             let manifest = dir.join("spin.toml");
@@ -397,6 +398,7 @@ impl SnapshotBuilder {
                 manifest: &manifest,
                 scope: PathScope::InsideApp,
                 name: Some(&name),
+                data_id: Some(&data_id),
             };
             App::load(&services, &spec, &source, &|name| {
                 variables.get(name).cloned()
@@ -445,6 +447,7 @@ pub(crate) fn tenant_spec(
     };
     Ok(TenantSpec {
         name: tenant.name.clone(),
+        data_id: tenant.data_id().to_string(),
         limits: tenant
             .limits
             .clone()

@@ -70,6 +70,9 @@ pub(crate) struct AppSource<'a> {
     /// Its name as deployed (labels, logs, rate buckets); the manifest's
     /// `[application] name` when `None` (an operator's app).
     pub(crate) name: Option<&'a str>,
+    /// What its data outside the store (key-value) is keyed by: the app
+    /// record's id; its name when `None`.
+    pub(crate) data_id: Option<&'a str>,
 }
 
 /// Where variable values come from, before the manifest defaults.
@@ -78,6 +81,9 @@ pub(crate) type VariableProvider<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// The tenant an app is loaded for.
 pub(crate) struct TenantSpec {
     pub(crate) name: String,
+    /// What the tenant's data outside the store is keyed by (its record's
+    /// id; the name for the operator's tenant).
+    pub(crate) data_id: String,
     pub(crate) limits: Limits,
     /// The tenant's own outbound policy from the store, applied after the
     /// operator's global and `--tenant-policy` scopes, never instead of them.
@@ -130,6 +136,8 @@ struct AppContext<'a> {
     scope: PathScope,
     /// The app's name in labels and logs.
     name: &'a str,
+    /// What its key-value data is keyed by.
+    data_id: &'a str,
 }
 
 impl App {
@@ -182,6 +190,7 @@ impl App {
             dir: manifest_path.parent().unwrap_or(Path::new(".")),
             scope,
             name: &name,
+            data_id: source.data_id.unwrap_or(&name),
         };
         let mut compiled: BTreeMap<String, Arc<ComponentRunner>> = BTreeMap::new();
         let mut routes = Vec::new();
@@ -305,8 +314,8 @@ fn compile_component(
         variables: Arc::new(app.variables.for_component(manifest, id)?),
         key_value: (!component.key_value_stores.is_empty()).then(|| KeyValueGrant {
             scope: KeyValueScope {
-                tenant: tenant.name.clone(),
-                app: app.name.to_string(),
+                tenant: tenant.data_id.clone(),
+                app: app.data_id.to_string(),
             },
             stores: Arc::new(component.key_value_stores.iter().cloned().collect()),
             backend: services.key_value.clone(),

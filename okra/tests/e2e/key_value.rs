@@ -97,3 +97,56 @@ async fn stores_follow_spins_semantics_and_belong_to_their_app() {
         "from-a"
     );
 }
+
+/// A bundle of the sdk5 component on every path, with a "default" store.
+fn kv_bundle() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SDK5_GUEST, dir.path().join("c.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        "spin_manifest_version = 2\n[application]\nname = \"kv\"\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+         [component.c]\nsource = \"c.wasm\"\nkey_value_stores = [\"default\"]\n",
+    )
+    .unwrap();
+    control_plane::bundle::pack(dir.path()).unwrap()
+}
+
+/// Data belongs to a tenant and an app by their ids, not their names: a
+/// tenant deleted and created again under its name, or another tenant
+/// with an app of the same name, finds nothing of the first one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_made_again_under_an_old_name_finds_nothing() {
+    use crate::support::control::{
+        ADMIN, call, create_tenant, deploy, host, start_node, until_gone, until_served,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&format!("file:{}", data.path().display()), true, &[]);
+    let deployed = |tenant: &'static str| {
+        let node = &node;
+        async move {
+            let token = create_tenant(node.api, tenant).await;
+            let (status, body) = deploy(node.api, &token, tenant, "kv", kv_bundle()).await;
+            assert_eq!(status, 201, "{body}");
+            until_served(&node.gateway, &host("kv", tenant), "Hello from spin-sdk 5").await;
+        }
+    };
+    let kv = |tenant: &'static str, path: &'static str| {
+        let node = &node;
+        async move { get(&node.gateway, &host("kv", tenant), path).await.text() }
+    };
+    deployed("acme").await;
+    deployed("beta").await;
+    assert_eq!(
+        kv("acme", "/kv-set?store=default&key=k&value=acme's").await,
+        "set"
+    );
+    assert_eq!(kv("acme", "/kv-get?store=default&key=k").await, "acme's");
+    assert_eq!(kv("beta", "/kv-get?store=default&key=k").await, "<none>");
+
+    let (status, body) = call(node.api, "DELETE", "/v1/tenants/acme", Some(ADMIN), "").await;
+    assert_eq!(status, 204, "{body}");
+    until_gone(&node.gateway, &host("kv", "acme")).await;
+    deployed("acme").await;
+    assert_eq!(kv("acme", "/kv-get?store=default&key=k").await, "<none>");
+}

@@ -1,22 +1,33 @@
 //! Where apps' key-value data lives: one SQLite file under the data
 //! directory (Spin's own default backend), opened on first use, with every
-//! row keyed by tenant, app, store and key, so no app ever reads another's
-//! data whatever names it uses; and what one component may reach of it.
-//! Calls block: run them off the executor.
+//! row keyed by tenant, app, store and key (the tenant's and app's ids, so
+//! no app ever reads another's data whatever names it uses); and what one
+//! component may reach of it. Calls block: run them off the executor.
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The file, under the data directory.
 pub(crate) const FILE_NAME: &str = "key-value.sqlite";
+/// The most keys one app's store may hold; `get-keys` lists at most these.
+pub(crate) const MAX_KEYS_PER_STORE: i64 = 10_000;
 
-/// Whose data a call reads or writes.
+/// Whose data a call reads or writes: the tenant's and the app's ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct KeyValueScope {
     pub(crate) tenant: String,
     pub(crate) app: String,
+}
+
+/// Why a call failed, as the guest may see it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeyValueFailure {
+    /// The store holds [`MAX_KEYS_PER_STORE`] keys already.
+    StoreFull,
+    /// The storage failed; the details are in the gateway's log only.
+    Unavailable,
 }
 
 /// The embedded key-value backend of a gateway.
@@ -24,8 +35,8 @@ pub(crate) struct KeyValueScope {
 pub(crate) struct KeyValueBackend {
     path: PathBuf,
     /// Opened on first use, so a gateway whose apps use no key-value store
-    /// makes no file.
-    connection: OnceLock<Result<Mutex<Connection>, String>>,
+    /// makes no file; a failed open is tried again by the next call.
+    connection: Mutex<Option<Connection>>,
 }
 
 impl KeyValueBackend {
@@ -33,18 +44,34 @@ impl KeyValueBackend {
     pub(crate) fn new(path: PathBuf) -> Self {
         KeyValueBackend {
             path,
-            connection: OnceLock::new(),
+            connection: Mutex::new(None),
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
-        let connection = self
-            .connection
-            .get_or_init(|| open(&self.path).map(Mutex::new))
-            .as_ref()
-            .map_err(Clone::clone)?;
-        let connection = connection.lock().unwrap_or_else(|e| e.into_inner());
-        f(&connection).map_err(|e| format!("key-value storage: {e}"))
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, CallError>,
+    ) -> Result<T, KeyValueFailure> {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if connection.is_none() {
+            match open(&self.path) {
+                Ok(opened) => *connection = Some(opened),
+                Err(e) => {
+                    tracing::warn!("key-value storage: {e}");
+                    return Err(KeyValueFailure::Unavailable);
+                }
+            }
+        }
+        let Some(connection) = connection.as_ref() else {
+            return Err(KeyValueFailure::Unavailable);
+        };
+        f(connection).map_err(|e| match e {
+            CallError::Full => KeyValueFailure::StoreFull,
+            CallError::Sqlite(e) => {
+                tracing::warn!(path = %self.path.display(), "key-value storage: {e}");
+                KeyValueFailure::Unavailable
+            }
+        })
     }
 
     /// The value of `key`, if set.
@@ -53,32 +80,51 @@ impl KeyValueBackend {
         scope: &KeyValueScope,
         store: &str,
         key: &str,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, KeyValueFailure> {
         self.with(|c| {
-            c.query_row(
+            Ok(c.query_row(
                 "SELECT value FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
                 params![scope.tenant, scope.app, store, key],
                 |row| row.get(0),
             )
-            .optional()
+            .optional()?)
         })
     }
 
-    /// Sets `key` to `value`, replacing what was there.
+    /// Sets `key` to `value`, replacing what was there; a new key is
+    /// refused once the store holds [`MAX_KEYS_PER_STORE`].
     pub(crate) fn set(
         &self,
         scope: &KeyValueScope,
         store: &str,
         key: &str,
         value: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), KeyValueFailure> {
         self.with(|c| {
+            let exists = c
+                .query_row(
+                    "SELECT 1 FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
+                    params![scope.tenant, scope.app, store, key],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !exists {
+                let held: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3",
+                    params![scope.tenant, scope.app, store],
+                    |row| row.get(0),
+                )?;
+                if held >= MAX_KEYS_PER_STORE {
+                    return Err(CallError::Full);
+                }
+            }
             c.execute(
                 "INSERT INTO entries (tenant, app, store, key, value) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (tenant, app, store, key) DO UPDATE SET value = excluded.value",
                 params![scope.tenant, scope.app, store, key, value],
-            )
-            .map(|_| ())
+            )?;
+            Ok(())
         })
     }
 
@@ -88,30 +134,51 @@ impl KeyValueBackend {
         scope: &KeyValueScope,
         store: &str,
         key: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), KeyValueFailure> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
                 params![scope.tenant, scope.app, store, key],
-            )
-            .map(|_| ())
+            )?;
+            Ok(())
         })
     }
 
-    /// Every key of the store, sorted.
-    pub(crate) fn keys(&self, scope: &KeyValueScope, store: &str) -> Result<Vec<String>, String> {
+    /// Every key of the store, sorted (at most [`MAX_KEYS_PER_STORE`]).
+    pub(crate) fn keys(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+    ) -> Result<Vec<String>, KeyValueFailure> {
         self.with(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT key FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 ORDER BY key",
+                "SELECT key FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 ORDER BY key LIMIT ?4",
             )?;
-            let rows =
-                statement.query_map(params![scope.tenant, scope.app, store], |row| row.get(0))?;
-            rows.collect()
+            let rows = statement.query_map(
+                params![scope.tenant, scope.app, store, MAX_KEYS_PER_STORE],
+                |row| row.get(0),
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
     }
 }
 
-fn open(path: &PathBuf) -> Result<Connection, String> {
+/// How a call inside the lock failed.
+enum CallError {
+    Full,
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for CallError {
+    fn from(e: rusqlite::Error) -> Self {
+        CallError::Sqlite(e)
+    }
+}
+
+/// Opens (making if need be) the file and its table. `synchronous =
+/// NORMAL` under WAL keeps every commit through a killed process; only an
+/// OS crash may lose the last ones.
+fn open(path: &Path) -> Result<Connection, String> {
     let fail = |e: &dyn std::fmt::Display| format!("opening {}: {e}", path.display());
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
@@ -120,12 +187,13 @@ fn open(path: &PathBuf) -> Result<Connection, String> {
     connection
         .execute_batch(
             "PRAGMA journal_mode = WAL;
-             PRAGMA busy_timeout = 5000;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 1000;
              CREATE TABLE IF NOT EXISTS entries (
                  tenant TEXT NOT NULL, app TEXT NOT NULL, store TEXT NOT NULL,
                  key TEXT NOT NULL, value BLOB NOT NULL,
                  PRIMARY KEY (tenant, app, store, key)
-             ) WITHOUT ROWID;",
+             );",
         )
         .map_err(|e| fail(&e))?;
     Ok(connection)
@@ -194,6 +262,26 @@ mod tests {
         assert_eq!(
             kv.get(&api, "default", "k").unwrap().as_deref(),
             Some(&b"api's"[..])
+        );
+    }
+
+    #[test]
+    fn a_full_store_takes_no_new_key_but_updates_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KeyValueBackend::new(dir.path().join(FILE_NAME));
+        let web = scope("acme", "web");
+        for i in 0..MAX_KEYS_PER_STORE {
+            kv.set(&web, "default", &format!("k{i}"), b"v").unwrap();
+        }
+        assert_eq!(
+            kv.set(&web, "default", "one-more", b"v"),
+            Err(KeyValueFailure::StoreFull)
+        );
+        kv.set(&web, "default", "k0", b"new").unwrap();
+        kv.set(&web, "other", "one-more", b"v").unwrap();
+        assert_eq!(
+            kv.keys(&web, "default").unwrap().len() as i64,
+            MAX_KEYS_PER_STORE
         );
     }
 

@@ -9,7 +9,9 @@
 pub(crate) mod backend;
 
 use crate::guest::state::GuestState;
-use backend::{KeyValueBackend, KeyValueScope, KeyValueSession};
+use backend::{
+    KeyValueBackend, KeyValueFailure, KeyValueScope, KeyValueSession, MAX_KEYS_PER_STORE,
+};
 use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Engine, bail};
 
@@ -95,13 +97,22 @@ impl GuestState {
     async fn on_store<T: Send + 'static>(
         &mut self,
         store: &Resource<OpenStore>,
-        call: impl FnOnce(&KeyValueBackend, &KeyValueScope, &str) -> Result<T, String> + Send + 'static,
+        call: impl FnOnce(&KeyValueBackend, &KeyValueScope, &str) -> Result<T, KeyValueFailure>
+        + Send
+        + 'static,
     ) -> wasmtime::Result<Result<T, Error>> {
         let label = self.table.get(store)?.label.clone();
         let grant = self.key_value()?.grant.clone();
         let answer =
             tokio::task::spawn_blocking(move || call(&grant.backend, &grant.scope, &label)).await?;
-        Ok(answer.map_err(Error::Other))
+        Ok(answer.map_err(|failure| match failure {
+            KeyValueFailure::StoreFull => Error::Other(format!(
+                "the store holds {MAX_KEYS_PER_STORE} keys, the most it may; delete some first"
+            )),
+            KeyValueFailure::Unavailable => {
+                Error::Other("key-value storage is unavailable; try again".to_string())
+            }
+        }))
     }
 }
 
