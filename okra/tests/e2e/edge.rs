@@ -51,6 +51,12 @@ async fn responses_carry_only_the_apps_headers() {
             .collect();
         assert!(extra.is_empty(), "{path}: the gateway added {extra:?}");
     }
+    // A response whose body the guest never took says it is empty, as
+    // Spin's conformance suite requires, rather than being chunked.
+    let r = get(&gw, "k.localhost", "/p2/t/no-body").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-length"], "0", "{:?}", r.headers);
+    assert!(!r.headers.contains_key("transfer-encoding"));
     let gw = Gateway::start(&["--response-request-id"]);
     let r = send(
         &gw,

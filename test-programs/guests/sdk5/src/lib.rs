@@ -7,7 +7,7 @@
 //! starts with `/` is sent relative, as spin-sdk 5's own `Request` sends it),
 //! `/variable?name=N` (fermyon:spin/variables), `/config?name=N` and
 //! `/config-all` (wasi:config/store), `/kv`, `/kv-walk` (Spin's key-value
-//! semantics step by step), `/kv-get?store=S&key=K`, `/kv-set?store=S&key=K&value=V`, `/llm`, `/status?code=N`, `/print`, and the hostile
+//! semantics step by step), `/kv-get?store=S&key=K`, `/kv-set?store=S&key=K&value=V`, `/no-body`, `/llm`, `/status?code=N`, `/print`, and the hostile
 //! `/loop`, `/alloc` and `/panic`.
 
 use futures::{SinkExt, StreamExt};
@@ -193,6 +193,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             println!("guest says hi");
             eprint!("partial\n2026-12-01T00:00:00.000000Z ERROR okra: forged line\x1b[2J\rno newline at the end");
             respond(out, 200, &[], b"printed".to_vec()).await
+        }
+        "no-body" => {
+            // As Spin's conformance components answer: a response whose
+            // body is never taken.
+            out.set(OutgoingResponse::new(Fields::new()));
         }
         "status" => {
             let code = guest_common::param(query, "code").parse().unwrap_or(200);
