@@ -117,15 +117,16 @@ pub fn new_id() -> String {
     hex::encode(bytes)
 }
 
+/// A record's id, or its name when it predates ids.
+fn id_or_name<'a>(id: &'a str, name: &'a str) -> &'a str {
+    if id.is_empty() { name } else { id }
+}
+
 impl TenantRecord {
     /// What the tenant's data outside the store is keyed by: its id, or
     /// its name in a record from before ids.
     pub fn data_id(&self) -> &str {
-        if self.id.is_empty() {
-            &self.name
-        } else {
-            &self.id
-        }
+        id_or_name(&self.id, &self.name)
     }
 }
 
@@ -133,11 +134,7 @@ impl AppRecord {
     /// What the app's data outside the store is keyed by, as
     /// [`TenantRecord::data_id`].
     pub fn data_id(&self) -> &str {
-        if self.id.is_empty() {
-            &self.name
-        } else {
-            &self.id
-        }
+        id_or_name(&self.id, &self.name)
     }
 
     /// The version being served, if the app is deployed.

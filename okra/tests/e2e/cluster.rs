@@ -100,7 +100,19 @@ async fn every_gateway_serves_deploys_and_rides_out_a_redis_restart() {
         plain_get(control.metrics, "/readyz").await,
         (200, "ready\n".to_string())
     );
+    // A made-up method is counted as "other": callers cannot add series.
+    for method in ["FOOBAR", "BAZQUUX"] {
+        let (status, _) =
+            crate::support::control::call(control.api, method, "/v1/tenants", None, "").await;
+        assert_eq!(status, 405);
+    }
     let (_, metrics) = plain_get(control.metrics, "/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"okra_api_requests_total{method="other",route="/v1/tenants",status="405"} 2"#
+        ) && !metrics.contains("FOOBAR"),
+        "{metrics}"
+    );
     for series in [
         r#"okra_api_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#,
         r#"okra_api_requests_total{method="PUT",route="/v1/tenants/{tenant}/apps/{app}",status="201"} 1"#,
