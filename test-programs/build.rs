@@ -1,6 +1,8 @@
 //! Builds the guest components for wasm32-wasip2 (test-programs/guests,
 //! examples/hello and examples/bookserver) with a nested cargo, the way Wasmtime's own test-programs
 //! crate does, and writes their paths into `programs.rs` for the tests.
+//! The sdk5 guest is also built for wasm32-wasip1, as a core module: the
+//! shape older Spin SDKs (and TinyGo) produce, which Okra componentizes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,12 +18,27 @@ fn main() {
     let hello = root.join("examples/hello");
     let bookserver = root.join("examples/bookserver");
     for dir in [&guests, &hello, &bookserver] {
-        build(&dir.join("Cargo.toml"), &dir.join("target"));
+        build(
+            &dir.join("Cargo.toml"),
+            &dir.join("target"),
+            "wasm32-wasip2",
+            &[],
+        );
     }
+    build(
+        &guests.join("Cargo.toml"),
+        &guests.join("target"),
+        "wasm32-wasip1",
+        &["--package", "sdk5-guest"],
+    );
 
     let release = |dir: &Path, name: &str| dir.join("target/wasm32-wasip2/release").join(name);
     let consts = [
         ("SDK5_GUEST", release(&guests, "sdk5_guest.wasm")),
+        (
+            "SDK5_MODULE",
+            guests.join("target/wasm32-wasip1/release/sdk5_guest.wasm"),
+        ),
         ("SDK7_GUEST", release(&guests, "sdk7_guest.wasm")),
         ("HELLO5_GUEST", release(&guests, "hello5_guest.wasm")),
         ("HELLO_WASM", release(&hello, "hello.wasm")),
@@ -30,6 +47,12 @@ fn main() {
         ("FRONTEND_WASM", release(&bookserver, "frontend.wasm")),
         ("BOOKSERVER_MANIFEST", bookserver.join("spin.toml")),
         ("KITCHEN_MANIFEST", here.join("apps/kitchen.toml")),
+        // spin-sdk 5's WIT (Spin's 2.0 and 3.0 worlds), for tests that link
+        // a component importing a whole world.
+        (
+            "SPIN_SDK5_WIT",
+            crate_dir(&guests, "spin-sdk", "5.2.0").join("wit"),
+        ),
     ];
     let mut out = String::new();
     for (name, path) in consts {
@@ -64,16 +87,36 @@ fn main() {
     }
 }
 
-fn build(manifest: &Path, target_dir: &Path) {
+/// Where cargo keeps the source of `name` `version`, a dependency of the
+/// workspace at `dir` (asked of `cargo metadata`).
+fn crate_dir(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("running cargo metadata");
+    assert!(output.status.success(), "cargo metadata failed");
+    let json = String::from_utf8(output.stdout).expect("cargo metadata prints UTF-8");
+    let wanted = format!("{name}-{version}/Cargo.toml");
+    let end = json
+        .find(&wanted)
+        .unwrap_or_else(|| panic!("cargo metadata does not list {name} {version}"))
+        + wanted.len();
+    let start = json[..end].rfind('"').expect("a JSON string") + 1;
+    PathBuf::from(&json[start..end])
+        .parent()
+        .expect("a manifest has a directory")
+        .to_path_buf()
+}
+
+fn build(manifest: &Path, target_dir: &Path, target: &str, extra: &[&str]) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
+        .args(["build", "--release", "--target", target])
+        .args(extra)
+        .arg("--manifest-path")
         .arg(manifest)
         .arg("--target-dir")
         .arg(target_dir)
@@ -86,7 +129,7 @@ fn build(manifest: &Path, target_dir: &Path) {
         .expect("running cargo to build the guests");
     assert!(
         status.success(),
-        "building {} for wasm32-wasip2 failed",
+        "building {} for {target} failed",
         manifest.display()
     );
 }

@@ -50,6 +50,10 @@ pub struct ApiConfig {
     pub default_limits: Limits,
     /// The port end users reach apps on, for the URLs a deploy answers with.
     pub public_port: u16,
+    /// The store is shared by a cluster (Redis): apps that keep node-local
+    /// data (SQLite databases) are refused, since every gateway would hold
+    /// a different copy.
+    pub shared_store: bool,
 }
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
@@ -406,6 +410,17 @@ impl Api {
         bundle::write_files(files, dir.path())
             .map_err(|e| ApiError::internal(format!("unpacking: {e}")))?;
         let summary = structural_check(dir.path(), variables)?;
+        if self.config.shared_store
+            && let Some(component) = summary.sqlite_components.first()
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "node_local_data",
+                format!(
+                    "component `{component}` lists sqlite_databases, but SQLite databases are files on one gateway and this cluster shares its store in Redis: each gateway would answer from a different database. Use key-value stores, or an outbound database (PostgreSQL, MySQL)"
+                ),
+            ));
+        }
         let manifest = dir.path().join(bundle::MANIFEST);
         let slot = tokio::time::timeout(timeout, self.validations.clone().acquire_owned())
             .await
@@ -1401,6 +1416,7 @@ mod tests {
             quotas: Quotas::default(),
             default_limits: Limits::default(),
             public_port: 80,
+            shared_store: false,
         };
         let api = Arc::new(Api::new(store, Arc::new(Held(gate.clone())), None, config));
         let tenant = |name: &str| TenantRecord {

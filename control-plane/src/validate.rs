@@ -24,6 +24,8 @@ pub struct BundleSummary {
     pub warnings: Vec<String>,
     /// The application variables the manifest declares.
     pub variables: Vec<String>,
+    /// Components that list `sqlite_databases` (node-local data).
+    pub sqlite_components: Vec<String>,
 }
 
 /// A deeper check of an unpacked bundle, supplied by whoever can run wasm.
@@ -153,6 +155,12 @@ pub fn structural_check(
             .collect(),
         warnings: manifest.warnings.clone(),
         variables: manifest.variables.keys().cloned().collect(),
+        sqlite_components: manifest
+            .components
+            .iter()
+            .filter(|(_, c)| !c.sqlite_databases.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect(),
     })
 }
 

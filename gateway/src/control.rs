@@ -11,6 +11,7 @@ use crate::config::OperatorConfig;
 use crate::guest::admission::Admissions;
 use crate::guest::engine::Runtime;
 use crate::guest::host::key_value::backend::KeyValueBackend;
+use crate::guest::host::sqlite::databases::{DEFAULT_TENANT_QUOTA_BYTES, SqliteDatabases};
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, Peers};
 use crate::readiness::Readiness;
@@ -307,6 +308,10 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String, public_port: u1
         quotas: config.quotas.clone(),
         default_limits: config.limits.clone(),
         public_port: config.control.public_port.unwrap_or(public_port),
+        shared_store: config
+            .control
+            .store_url(!config.apps.is_empty())
+            .is_some_and(|url| url.starts_with("redis://") || url.starts_with("rediss://")),
     }
 }
 
@@ -423,20 +428,26 @@ pub(crate) fn app_services(
             tick,
         )),
         default_cpu_parallelism: (config.edge_threads() / 2).max(1) as u32,
-        key_value: Arc::new(KeyValueBackend::new(key_value_path(config))),
+        key_value: Arc::new(KeyValueBackend::new(
+            node_data_dir(config).join(crate::guest::host::key_value::backend::FILE_NAME),
+        )),
+        sqlite: Arc::new(SqliteDatabases::new(
+            node_data_dir(config).join("sqlite"),
+            DEFAULT_TENANT_QUOTA_BYTES,
+        )),
         metrics,
     });
     Ok((services, peer_health))
 }
 
-/// Where the embedded key-value backend keeps its file: the data
-/// directory of the store, or `--data-dir` without one.
-fn key_value_path(config: &OperatorConfig) -> PathBuf {
-    let dir = match config.control.store_url(!config.apps.is_empty()) {
+/// Where node-local guest data (the embedded key-value file, SQLite
+/// databases) lives: the data directory of the store, or `--data-dir`
+/// without one.
+fn node_data_dir(config: &OperatorConfig) -> PathBuf {
+    match config.control.store_url(!config.apps.is_empty()) {
         Some(url) => data_dir(config, &url),
         None => config.control.data_dir.clone(),
-    };
-    dir.join(crate::guest::host::key_value::backend::FILE_NAME)
+    }
 }
 
 #[cfg(test)]

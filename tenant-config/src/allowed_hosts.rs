@@ -389,6 +389,23 @@ pub struct OutboundUrl {
 }
 
 impl OutboundUrl {
+    /// A TCP socket address (wasi:sockets connect), as Spin checks one:
+    /// under the scheme `tcp`, so `tcp://` and `*://` entries cover it and
+    /// `redis://`, `http://` and the like do not; an IPv4-mapped IPv6
+    /// address reads as its IPv4 address. No name is looked up, so a domain
+    /// entry never covers an address.
+    pub fn tcp_socket(addr: std::net::SocketAddr) -> Self {
+        let host = match addr.ip().to_canonical() {
+            IpAddr::V4(v4) => Host::Ipv4(v4),
+            IpAddr::V6(v6) => Host::Ipv6(v6),
+        };
+        OutboundUrl {
+            scheme: "tcp".into(),
+            host,
+            port: Some(addr.port()),
+        }
+    }
+
     /// Parses `url`; one without a scheme is read as `default_scheme://url`.
     /// Passwords holding `#`, `?` or `@` are accepted, as Spin accepts them.
     pub fn parse(url: &str, default_scheme: &str) -> Result<Self, String> {

@@ -325,6 +325,8 @@ pub struct Component {
     pub variables: BTreeMap<String, String>,
     /// `key_value_stores`: the labels of the key-value stores it may open.
     pub key_value_stores: Vec<String>,
+    /// `sqlite_databases`: the labels of the SQLite databases it may open.
+    pub sqlite_databases: Vec<String>,
 }
 
 /// A host directory or file made visible to the guest, read-only.
@@ -517,12 +519,20 @@ impl AppManifest {
                 &c.description,
                 &c.exclude_files,
                 &c.build,
-                &c.sqlite_databases,
                 &c.ai_models,
                 &c.dependencies,
                 &c.dependencies_inherit_configuration,
                 &c.tool,
             );
+            if let Some(label) = c.sqlite_databases.iter().find(|l| !is_database_label(l)) {
+                return Err(at(
+                    id.span(),
+                    format!(
+                        "key `component.{}.sqlite_databases`: {label:?} is not a database label; use 1 to 64 lowercase letters, digits, `_` or `-`",
+                        id.get_ref()
+                    ),
+                ));
+            }
             check_allowed_hosts(&c.allowed_outbound_hosts, &variables).map_err(|e| {
                 at(
                     id.span(),
@@ -544,6 +554,7 @@ impl AppManifest {
                     environment: c.environment,
                     variables: c.variables,
                     key_value_stores: c.key_value_stores,
+                    sqlite_databases: c.sqlite_databases,
                 },
             );
         }
@@ -728,6 +739,15 @@ impl AppManifest {
             },
         )
     }
+}
+
+/// A label a SQLite database file may be named after: 1 to 64 lowercase
+/// letters, digits, `_` or `-`.
+fn is_database_label(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Checks every entry that can be checked at load: plain entries must parse,
@@ -1084,6 +1104,25 @@ source = "api.wasm"
         assert!(allows("https://legacy.example"));
         assert!(!allows("https://api.example"));
         assert!(m.allowed_hosts("b", &value).unwrap().entries().is_empty());
+    }
+
+    #[test]
+    fn database_labels_must_be_plain_names() {
+        let with = |label: &str| {
+            parse(&format!(
+                "{HEADER}[component.a]\nsource = \"a.wasm\"\nsqlite_databases = [{label:?}]\n"
+            ))
+        };
+        let m = with("default").unwrap();
+        assert_eq!(m.components["a"].sqlite_databases, ["default"]);
+        assert!(with("my_db-2").is_ok());
+        for label in ["../escape", "a/b", "UPPER", "", "a.db", &"x".repeat(65)] {
+            let e = with(label).unwrap_err().to_string();
+            assert!(
+                e.contains("component.a.sqlite_databases") && e.contains("is not a database label"),
+                "{label:?}: {e}"
+            );
+        }
     }
 
     #[test]

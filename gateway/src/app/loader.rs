@@ -9,6 +9,7 @@ use crate::guest::component::ComponentRunner;
 use crate::guest::engine::Runtime;
 use crate::guest::factory::GuestEnvironment;
 use crate::guest::host::key_value::backend::{KeyValueBackend, KeyValueGrant, KeyValueScope};
+use crate::guest::host::sqlite::databases::{SqliteDatabases, SqliteGrant, SqliteScope};
 use crate::metrics::ComponentLabels;
 use crate::metrics::Metrics;
 use crate::outbound::{ComponentOutbound, Outbound};
@@ -39,6 +40,8 @@ pub(crate) struct AppServices {
     pub(crate) default_cpu_parallelism: u32,
     /// Where apps' key-value stores keep their data.
     pub(crate) key_value: Arc<KeyValueBackend>,
+    /// Apps' SQLite databases.
+    pub(crate) sqlite: Arc<SqliteDatabases>,
 }
 
 /// One deployed app.
@@ -319,6 +322,14 @@ fn compile_component(
             },
             stores: Arc::new(component.key_value_stores.iter().cloned().collect()),
             backend: services.key_value.clone(),
+        }),
+        sqlite: (!component.sqlite_databases.is_empty()).then(|| SqliteGrant {
+            scope: SqliteScope {
+                tenant: tenant.data_id.clone(),
+                app: app.data_id.to_string(),
+            },
+            databases: Arc::new(component.sqlite_databases.iter().cloned().collect()),
+            backend: services.sqlite.clone(),
         }),
     };
     let value_of = |name: &str| app.variables.get(name);

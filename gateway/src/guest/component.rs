@@ -68,6 +68,7 @@ impl ComponentRunner {
             output_labels: Arc::new(labels.clone()),
             labels: labels.clone(),
             metrics,
+            sockets: Arc::new(outbound.socket_gate()),
             outbound,
             stopping: runtime.stopping(),
             failures: runtime.failure_logs.tenant(&labels.tenant),

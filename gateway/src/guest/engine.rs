@@ -12,9 +12,9 @@
 //! costs every call its task bookkeeping even when the guest never uses it;
 //! the direct engine is measured in BENCHMARKS.md.
 
+use crate::guest::componentize;
 use crate::guest::engine_config::RuntimeConfig;
 use crate::guest::failure_log::FailureLogs;
-use crate::guest::host::stubs;
 use crate::guest::state::GuestState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -116,13 +116,25 @@ impl Runtime {
         self.stopping.clone()
     }
 
-    /// Compiles `wasm`, or returns the component compiled from the same bytes
-    /// before. CPU-heavy on a miss: call off the request path.
+    /// Compiles `wasm` (a component, or a core module it componentizes
+    /// first), or returns the component compiled from the same bytes before.
+    /// CPU-heavy on a miss: call off the request path.
     pub(crate) fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
         let key: [u8; 32] = Sha256::digest(wasm).into();
         if let Some(component) = self.lock_compiled().get(&key) {
             return Ok(component.clone());
         }
+        let componentized;
+        let wasm = if componentize::is_core_module(wasm) {
+            componentized = componentize::componentize_cached(
+                wasm,
+                &key,
+                self.config.compile_cache_dir.as_deref(),
+            )?;
+            &componentized[..]
+        } else {
+            wasm
+        };
         let engine = if exports_only_wasi_http_p2(wasm) {
             &self.direct.engine
         } else {
@@ -145,9 +157,8 @@ impl Runtime {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A linker for one component: the shared one plus its variables
-    /// interfaces and "unsupported" stubs for any other Spin platform
-    /// interface the component imports.
+    /// A linker for one component: the shared one plus the Spin platform
+    /// interfaces it imports (`crate::guest::host`).
     pub(crate) fn linker_for(&self, component: &Component) -> wasmtime::Result<Linker<GuestState>> {
         let base = if self.is_direct(component) {
             &self.direct
@@ -155,9 +166,7 @@ impl Runtime {
             &self.concurrent
         };
         let mut linker = base.linker.clone();
-        crate::guest::host::variables::define(&mut linker, &base.engine, component)?;
-        crate::guest::host::key_value::define(&mut linker, &base.engine, component)?;
-        stubs::define_unsupported(&mut linker, &base.engine, component)?;
+        crate::guest::host::define(&mut linker, &base.engine, component)?;
         Ok(linker)
     }
 
@@ -231,8 +240,6 @@ fn exports_only_wasi_http_p2(wasm: &[u8]) -> bool {
     }
     p2 && !p3
 }
-
-impl Runtime {}
 
 /// Increments the engine's epoch on a dedicated thread for the life of the process.
 fn start_epoch_ticker(engine: &Engine, tick: Duration) -> std::io::Result<()> {

@@ -1,5 +1,5 @@
 //! The `GuestFactory`: makes each request's `Store` for one component (its
-//! WASI context, limits, CPU budget and CPU turns) and reports how a guest
+//! WASI context with the component's socket rules, limits, CPU budget and CPU turns) and reports how a guest
 //! that failed was stopped. Both engines' paths (`direct_p2`, `handler`)
 //! build on it.
 
@@ -7,11 +7,12 @@ use crate::context::inbound::InboundContext;
 use crate::guest::admission::InstanceSlot;
 use crate::guest::failure_log::FailureLog;
 use crate::guest::host::key_value::backend::{KeyValueGrant, KeyValueSession};
+use crate::guest::host::sqlite::databases::SqliteGrant;
 use crate::guest::lifecycle::{GuestFailure, RequestLink, StopCause};
 use crate::guest::output::{GuestOutput, GuestStream};
 use crate::guest::state::{ComponentVariables, CpuBudget, GuestState, MemoryLimiter};
 use crate::metrics::{ComponentLabels, Metrics};
-use crate::outbound::{ComponentOutbound, OutboundHooks};
+use crate::outbound::{ComponentOutbound, OutboundHooks, SocketGate};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,8 @@ pub(crate) struct GuestEnvironment {
     pub(crate) variables: ComponentVariables,
     /// The key-value stores it may open (`key_value_stores`), if any.
     pub(crate) key_value: Option<KeyValueGrant>,
+    /// The SQLite databases it may open (`sqlite_databases`), if any.
+    pub(crate) sqlite: Option<SqliteGrant>,
 }
 
 /// Makes the `Store`s of one component's instances, and reports how they
@@ -47,6 +50,8 @@ pub(crate) struct GuestFactory {
     pub(super) output_labels: Arc<ComponentLabels>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) outbound: Arc<ComponentOutbound>,
+    /// What its guests' raw TCP connects may reach.
+    pub(super) sockets: Arc<SocketGate>,
     /// The runtime's flag: set, every instance stops at its next tick.
     pub(super) stopping: Arc<AtomicBool>,
     /// Where its guests' failures are logged, rate-limited per tenant.
@@ -66,9 +71,14 @@ impl GuestFactory {
                 GuestStream::Stderr,
             ))
             .envs(&self.environment.env)
-            .allow_tcp(false)
+            .allow_tcp(true)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        let gate = self.sockets.clone();
+        builder.socket_addr_check(move |addr, usage| {
+            let allowed = gate.allows(addr, usage);
+            Box::pin(async move { allowed })
+        });
         for (host, guest) in &self.environment.dirs {
             builder
                 .preopened_dir(host, guest, FsPerms::ReadOnly)
@@ -104,6 +114,8 @@ impl GuestFactory {
             link,
             variables: self.environment.variables.clone(),
             key_value: self.environment.key_value.clone().map(KeyValueSession::new),
+            sqlite: self.environment.sqlite.clone(),
+            sqlite_open: 0,
             turn: slot.as_ref().map(InstanceSlot::cpu_turn),
             slot,
         };

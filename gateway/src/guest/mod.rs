@@ -1,4 +1,5 @@
-//! Running guests: the Wasmtime engines, one compiled component and the
+//! Running guests: the Wasmtime engines, core modules made components
+//! (`componentize`), one compiled component and the
 //! factory that gives each request a fresh `Store`, the two ways a request
 //! reaches an instance (`direct_p2` for wasi:http 0.2 on the direct engine,
 //! `handler` through `ProxyHandler` for everything else), what a store
@@ -11,6 +12,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod component;
+pub(crate) mod componentize;
 pub(crate) mod direct_p2;
 pub(crate) mod engine;
 pub(crate) mod engine_config;

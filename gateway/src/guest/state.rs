@@ -4,6 +4,7 @@
 
 use crate::guest::admission::{CpuTurn, InstanceSlot};
 use crate::guest::host::key_value::backend::KeyValueSession;
+use crate::guest::host::sqlite::databases::SqliteGrant;
 use crate::guest::lifecycle::{RequestLink, StopCause};
 use crate::outbound::OutboundHooks;
 use std::collections::BTreeMap;
@@ -33,6 +34,10 @@ pub(crate) struct GuestState {
     /// The key-value stores the component may open, and those it has open
     /// (`None`: it lists none).
     pub(crate) key_value: Option<KeyValueSession>,
+    /// The SQLite databases the component may open (`None`: it lists none),
+    /// and how many it has open.
+    pub(crate) sqlite: Option<SqliteGrant>,
+    pub(crate) sqlite_open: usize,
     /// The tenant's concurrency slot this instance holds (set once its
     /// request is attached); given back when the store is dropped.
     pub(crate) slot: Option<InstanceSlot>,

@@ -99,6 +99,36 @@ impl tower_service::Service<http::Uri> for TenantConnector {
 }
 
 impl TenantConnector {
+    /// The addresses `host` may be dialled at, and one of the tenant's
+    /// connection permits: resolves (else `Dns`, or `DnsTimeout` past
+    /// `deadline`), drops blocked addresses (none left: `Blocked`) and
+    /// waits for a permit until `deadline` (else `LimitReached`).
+    pub(crate) async fn vet(
+        &self,
+        host: &str,
+        port: u16,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Vec<SocketAddr>, OwnedSemaphorePermit), ConnectError> {
+        let resolved = timeout_at(deadline, self.resolver.lookup(host, port))
+            .await
+            .map_err(|_| ConnectError::DnsTimeout(host.to_string()))??;
+        let vetted: Vec<SocketAddr> = resolved
+            .iter()
+            .copied()
+            .filter(|a| !self.blocked.is_blocked(a.ip()))
+            .collect();
+        if vetted.is_empty() {
+            return Err(ConnectError::Blocked {
+                host: host.to_string(),
+                addresses: resolved,
+            });
+        }
+        match timeout_at(deadline, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok((vetted, permit)),
+            _ => Err(ConnectError::LimitReached(self.max_connections)),
+        }
+    }
+
     /// Each step must finish within `timeout` of the start: the lookup
     /// (else `DnsTimeout`), the wait for a permit (else `LimitReached`), the
     /// TCP and TLS handshakes (else `Timeout`).
@@ -115,25 +145,7 @@ impl TenantConnector {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
 
-        let resolved = timeout_at(deadline, self.resolver.lookup(&host, port))
-            .await
-            .map_err(|_| ConnectError::DnsTimeout(host.clone()))??;
-        let vetted: Vec<SocketAddr> = resolved
-            .iter()
-            .copied()
-            .filter(|a| !self.blocked.is_blocked(a.ip()))
-            .collect();
-        if vetted.is_empty() {
-            return Err(ConnectError::Blocked {
-                host: host.clone(),
-                addresses: resolved,
-            });
-        }
-        let limit = ConnectError::LimitReached(self.max_connections);
-        let permit = match timeout_at(deadline, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(limit),
-        };
+        let (vetted, permit) = self.vet(&host, port, deadline).await?;
         let tcp = timeout_at(deadline, TcpStream::connect(&vetted[..]))
             .await
             .map_err(|_| ConnectError::Timeout(timeout))?

@@ -17,6 +17,7 @@ use super::audit::{AuditRecord, redact_query};
 use super::body::{BodyOutcome, CappedBody, report_outcome};
 use super::pool::{SendFailure, Timeouts};
 use super::shared::{Outbound, TenantPools};
+use super::sockets::SocketGate;
 use crate::context::inbound::{HOPS_HEADER, InboundContext};
 use crate::metrics::ComponentLabels;
 use http::{HeaderName, HeaderValue};
@@ -57,6 +58,13 @@ pub(crate) struct ComponentOutbound {
     /// The components of this component's app, for chaining.
     pub(crate) app: Arc<dyn ChainTarget>,
     pub(crate) outbound: Arc<Outbound>,
+}
+
+impl ComponentOutbound {
+    /// The rules for this component's raw socket connects.
+    pub(crate) fn socket_gate(&self) -> SocketGate {
+        SocketGate::new(self.allowed.clone(), self.outbound.blocked.clone())
+    }
 }
 
 /// The headers a policy injects, as they will be sent: refused at load when

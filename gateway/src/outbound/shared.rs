@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 pub(crate) struct Outbound {
     config: OutboundConfig,
     resolver: Arc<Resolver>,
-    blocked: Arc<BlockedNetworks>,
+    pub(super) blocked: Arc<BlockedNetworks>,
     tls: tokio_rustls::TlsConnector,
     /// Shared with the send path in `hooks`, which counts and audits.
     pub(super) metrics: Arc<Metrics>,
@@ -165,6 +165,7 @@ impl Outbound {
                 };
                 let idle = Duration::from_millis(self.config.idle_timeout_ms);
                 TenantPools {
+                    services: external.clone(),
                     external: Arc::new(TenantPool::new(external, idle)),
                     peers: Arc::new(TenantPool::new(peers, idle)),
                 }
@@ -183,6 +184,9 @@ impl Outbound {
 #[derive(Clone)]
 pub(crate) struct TenantPools {
     pub(crate) external: Arc<TenantPool>,
+    /// The external pool's connector, for guests' non-HTTP clients: the
+    /// same resolver, block list and connection permits.
+    pub(crate) services: TenantConnector,
     pub(crate) peers: Arc<TenantPool>,
 }
 

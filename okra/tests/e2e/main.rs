@@ -14,5 +14,7 @@ mod limits;
 mod okra_cli;
 mod outbound;
 mod readme;
+mod spin_services;
+mod sqlite;
 mod support;
 mod variables;

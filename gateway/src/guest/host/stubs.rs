@@ -1,7 +1,6 @@
 //! "Unsupported" implementations of Spin platform interfaces Okra does not
 //! provide yet (key-value, llm, redis, sqlite, mysql, postgres, mqtt,
-//! wasi:keyvalue, ...). Variables and Spin 2 key-value are real: see
-//! `super::variables` and `super::key_value`.
+//! wasi:keyvalue, ...). Interfaces the caller serves for real are skipped.
 //!
 //! A spin-sdk component may import any of them; instantiation must not fail
 //! because of that. Each imported function is defined from its own type:
@@ -40,11 +39,13 @@ const PREFERRED_ERROR_CASES: &[&str] = &[
     "upstream",
 ];
 
-/// Defines stubs in `linker` for every Spin platform interface `component` imports.
+/// Defines stubs in `linker` for every Spin platform interface `component`
+/// imports, except those `served` says have a real implementation.
 pub(crate) fn define_unsupported(
     linker: &mut Linker<GuestState>,
     engine: &Engine,
     component: &Component,
+    served: fn(&str) -> bool,
 ) -> wasmtime::Result<()> {
     let ty = component.component_type();
     // One host type per resource the component imports: an interface that
@@ -55,10 +56,7 @@ pub(crate) fn define_unsupported(
         let ComponentItem::ComponentInstance(instance) = item.ty else {
             continue;
         };
-        if !SPIN_PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p))
-            || crate::guest::host::variables::provides(name)
-            || crate::guest::host::key_value::provides(name)
-        {
+        if !SPIN_PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p)) || served(name) {
             continue;
         }
         let mut root = linker.root();
@@ -170,27 +168,15 @@ fn error_value(ty: &Type, message: &str) -> Option<Val> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wit_parser::{ManglingAndAbi, Resolve};
+    use crate::guest::host::tests::component_of_world;
+    use wit_parser::Resolve;
 
     /// A component importing every interface of `world` in `wit`.
     fn component_importing(wit: &str, world: &str) -> Vec<u8> {
         let mut resolve = Resolve::default();
         let package = resolve.push_str("test.wit", wit).unwrap();
         let world = resolve.select_world(&[package], Some(world)).unwrap();
-        let mut module = wit_component::dummy_module(&resolve, world, ManglingAndAbi::Standard32);
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-        )
-        .unwrap();
-        wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .validate(true)
-            .encode()
-            .unwrap()
+        component_of_world(&resolve, world)
     }
 
     /// wasi:keyvalue/atomics uses wasi:keyvalue/store's `bucket`: both
@@ -219,7 +205,7 @@ mod tests {
         let engine = Engine::default();
         let component = Component::new(&engine, component_importing(wit, "both")).unwrap();
         let mut linker: Linker<GuestState> = Linker::new(&engine);
-        define_unsupported(&mut linker, &engine, &component).unwrap();
+        define_unsupported(&mut linker, &engine, &component, |_| false).unwrap();
         linker.instantiate_pre(&component).unwrap();
     }
 }

@@ -355,3 +355,33 @@ pub fn bearer_jwt(secret: &str, role: &str) -> String {
     .expect("a token");
     format!("Bearer {token}")
 }
+
+/// Writes `<name>.toml` in `dir`: app `name` serving `wasm` on every path
+/// as component `c`, with extra `[variables]` lines and `[component.c]`
+/// keys. Returns the manifest's path.
+pub fn one_component_manifest(
+    dir: &std::path::Path,
+    name: &str,
+    wasm: &str,
+    variables: &str,
+    component_keys: &str,
+) -> String {
+    let manifest = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"{name}\"\n\
+             [variables]\n{variables}\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+             [component.c]\nsource = {wasm:?}\n{component_keys}\n"
+        ),
+    )
+    .unwrap();
+    manifest.display().to_string()
+}
+
+/// A TOML array of strings.
+pub fn toml_list(items: &[impl AsRef<str>]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{:?}", i.as_ref())).collect();
+    format!("[{}]", quoted.join(", "))
+}

@@ -7,7 +7,15 @@
 //! starts with `/` is sent relative, as spin-sdk 5's own `Request` sends it),
 //! `/variable?name=N` (fermyon:spin/variables), `/config?name=N` and
 //! `/config-all` (wasi:config/store), `/kv`, `/kv-walk` (Spin's key-value
-//! semantics step by step), `/kv-get?store=S&key=K`, `/kv-set?store=S&key=K&value=V`, `/no-body`, `/llm`, `/status?code=N`, `/print`, and the hostile
+//! semantics step by step), `/kv-get?store=S&key=K`, `/kv-set?store=S&key=K&value=V`, `/no-body`, `/llm`, `/status?code=N`, `/print`,
+//! `/tcp-echo?address=A&message=M` (wasi:sockets TCP, as Spin's suite
+//! does it: 200 with the echo, or 500 with the socket error),
+//! `/redis-walk?address=A` (outbound Redis, the suite's sequence; 500 with
+//! the error), `/sqlite-walk?value=V` (SQLite, the suite's sequence on
+//! "default", storing V), `/mqtt-publish?address=A&username=U&password=P&topic=T&message=M`
+//! (QoS at-least-once; 500 with the error), wasi:keyvalue's `/wkv-walk`
+//! (store, batch and atomics semantics), `/wkv-incr?key=K&delta=D` and
+//! `/wkv-append?key=K&text=T` (a compare-and-swap loop), and the hostile
 //! `/loop`, `/alloc` and `/panic`.
 
 use futures::{SinkExt, StreamExt};
@@ -30,7 +38,10 @@ fn kv_walk() -> Result<String, spin_sdk::key_value::Error> {
     steps.push(format!("get {:?}", store.get("bar")?));
     steps.push(format!("keys {:?}", store.get_keys()?));
     store.set("bar", b"baz")?;
-    steps.push(format!("get {:?}", store.get("bar")?.map(String::from_utf8)));
+    steps.push(format!(
+        "get {:?}",
+        store.get("bar")?.map(String::from_utf8)
+    ));
     store.set("bar", b"wow")?;
     store.set("qux", b"yay")?;
     steps.push(format!("exists {}", store.exists("bar")?));
@@ -157,6 +168,55 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             let text = guest_common::connect_probe(query);
             respond(out, 200, &[], text.into_bytes()).await
         }
+        "tcp-echo" => {
+            let address = guest_common::param(query, "address");
+            let message = guest_common::param(query, "message");
+            match tcp_echo(address, message) {
+                Ok(echo) => respond(out, 200, &[], echo.into_bytes()).await,
+                Err(e) => respond(out, 500, &[], e.into_bytes()).await,
+            }
+        }
+        "sqlite-walk" => match sqlite_walk(guest_common::param(query, "value")) {
+            Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
+            Err(e) => respond(out, 500, &[], e.into_bytes()).await,
+        },
+        "mqtt-publish" => {
+            use spin_sdk::mqtt::{Connection, Qos};
+            let p = |name| guest_common::param(query, name);
+            let published = Connection::open(p("address"), p("username"), p("password"), 30)
+                .and_then(|c| {
+                    c.publish(
+                        p("topic"),
+                        p("message").as_bytes(),
+                        Qos::AtLeastOnce,
+                    )
+                });
+            match published {
+                Ok(()) => respond(out, 200, &[], b"published".to_vec()).await,
+                Err(e) => respond(out, 500, &[], e.to_string().into_bytes()).await,
+            }
+        }
+        "wkv-walk" | "wkv-incr" | "wkv-append" => {
+            let result = match path {
+                "wkv-walk" => wasi_kv_walk(),
+                "wkv-incr" => wasi_kv_increment(
+                    guest_common::param(query, "key"),
+                    guest_common::param(query, "delta").parse().unwrap_or(1),
+                ),
+                _ => wasi_kv_append(
+                    guest_common::param(query, "key"),
+                    guest_common::param(query, "text"),
+                ),
+            };
+            match result {
+                Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
+                Err(e) => respond(out, 500, &[], e.into_bytes()).await,
+            }
+        }
+        "redis-walk" => match redis_walk(guest_common::param(query, "address")) {
+            Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
+            Err(e) => respond(out, 500, &[], e.into_bytes()).await,
+        },
         "fetch" => {
             let text = guest_common::fetch_report(fetch(query));
             respond(out, 200, &[], text.into_bytes()).await
@@ -191,7 +251,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         "print" => {
             // Output that tries to pass for the gateway's own log lines.
             println!("guest says hi");
-            eprint!("partial\n2026-12-01T00:00:00.000000Z ERROR okra: forged line\x1b[2J\rno newline at the end");
+            eprint!(
+                "partial\n2026-12-01T00:00:00.000000Z ERROR okra: forged line\x1b[2J\rno newline at the end"
+            );
             respond(out, 200, &[], b"printed".to_vec()).await
         }
         "no-body" => {
@@ -206,6 +268,258 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         "panic" => panic!("guest secret sk_live_do_not_leak"),
         _ => respond(out, 404, &[], b"no such test route\n".to_vec()).await,
     }
+}
+
+/// wasi:keyvalue's semantics on "default", step by step.
+fn wasi_kv_walk() -> Result<String, String> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store};
+    let fail = |e: store::Error| format!("{e:?}");
+    let mut steps = Vec::new();
+    match store::open("forbidden") {
+        Err(store::Error::AccessDenied) => steps.push("forbidden: access-denied".to_string()),
+        Err(e) => steps.push(format!("forbidden: {e:?}")),
+        Ok(_) => steps.push("forbidden: opened".to_string()),
+    }
+    let bucket = store::open("default").map_err(fail)?;
+    batch::delete_many(&bucket, &bucket.list_keys(None).map_err(fail)?.keys).map_err(fail)?;
+    bucket.set("a", b"1").map_err(fail)?;
+    batch::set_many(
+        &bucket,
+        &[("b".into(), b"2".to_vec()), ("c".into(), b"3".to_vec())],
+    )
+    .map_err(fail)?;
+    let listed = bucket.list_keys(None).map_err(fail)?;
+    steps.push(format!("keys {:?} cursor {:?}", listed.keys, listed.cursor));
+    let many = batch::get_many(&bucket, &["a".into(), "zz".into()]).map_err(fail)?;
+    steps.push(format!("get-many {many:?}"));
+    steps.push(format!(
+        "exists a {} zz {}",
+        bucket.exists("a").map_err(fail)?,
+        bucket.exists("zz").map_err(fail)?
+    ));
+    steps.push(format!(
+        "increment {}",
+        atomics::increment(&bucket, "n", 5).map_err(fail)?
+    ));
+    steps.push(format!(
+        "increment {}",
+        atomics::increment(&bucket, "n", -2).map_err(fail)?
+    ));
+    steps.push(format!(
+        "increment text {:?}",
+        atomics::increment(&bucket, "a", 1)
+    ));
+    let cas = atomics::Cas::new(&bucket, "a").map_err(fail)?;
+    steps.push(format!("cas current {:?}", cas.current().map_err(fail)?));
+    bucket.set("a", b"changed").map_err(fail)?;
+    match atomics::swap(cas, b"mine") {
+        Err(atomics::CasError::CasFailed(fresh)) => {
+            steps.push(format!(
+                "swap over a stale value: cas-failed, now {:?}",
+                fresh.current().map_err(fail)?
+            ));
+            atomics::swap(fresh, b"mine").map_err(|e| format!("{e:?}"))?;
+            steps.push(format!("swap again: {:?}", bucket.get("a").map_err(fail)?));
+        }
+        other => steps.push(format!("swap over a stale value: {other:?}")),
+    }
+    batch::delete_many(&bucket, &["a".into(), "b".into(), "c".into(), "n".into()]).map_err(fail)?;
+    steps.push(format!(
+        "keys {:?}",
+        bucket.list_keys(None).map_err(fail)?.keys
+    ));
+    Ok(steps.join("\n"))
+}
+
+/// Adds `delta` to counter `key` of "default" with wasi:keyvalue's atomics.
+fn wasi_kv_increment(key: &str, delta: i64) -> Result<String, String> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+    let bucket = store::open("default").map_err(|e| format!("{e:?}"))?;
+    atomics::increment(&bucket, key, delta)
+        .map(|n| n.to_string())
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Appends `text` to `key` of "default" with a compare-and-swap loop.
+fn wasi_kv_append(key: &str, text: &str) -> Result<String, String> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, store};
+    let bucket = store::open("default").map_err(|e| format!("{e:?}"))?;
+    let mut cas = atomics::Cas::new(&bucket, key).map_err(|e| format!("{e:?}"))?;
+    for attempt in 1..=1000 {
+        let mut value = cas
+            .current()
+            .map_err(|e| format!("{e:?}"))?
+            .unwrap_or_default();
+        value.extend_from_slice(text.as_bytes());
+        match atomics::swap(cas, &value) {
+            Ok(()) => return Ok(format!("appended after {attempt} attempts")),
+            Err(atomics::CasError::CasFailed(fresh)) => cas = fresh,
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+    Err("gave up after 1000 attempts".into())
+}
+
+/// What Spin's conformance component does with SQLite: "forbidden" is
+/// refused, then a table on "default" gets a row with `value` and reads it
+/// back; the report lists every row the table holds.
+fn sqlite_walk(value: &str) -> Result<String, String> {
+    use spin_sdk::sqlite::{Connection, Error, Value};
+    let mut steps = Vec::new();
+    match Connection::open("forbidden") {
+        Err(Error::AccessDenied) => steps.push("forbidden: access-denied".to_string()),
+        Err(e) => steps.push(format!("forbidden: {e:?}")),
+        Ok(_) => steps.push("forbidden: opened".to_string()),
+    }
+    let fail = |e: Error| e.to_string();
+    let db = Connection::open_default().map_err(fail)?;
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS test_data(key TEXT NOT NULL, value TEXT NOT NULL)",
+        &[],
+    )
+    .map_err(fail)?;
+    db.execute(
+        "INSERT INTO test_data(key, value) VALUES('my_key', ?)",
+        &[Value::Text(value.to_string())],
+    )
+    .map_err(fail)?;
+    let result = db
+        .execute(
+            "SELECT * FROM test_data WHERE key = ?",
+            &[Value::Text("my_key".to_string())],
+        )
+        .map_err(fail)?;
+    steps.push(format!("columns {:?}", result.columns));
+    for row in &result.rows {
+        steps.push(format!("row {:?}", row.values));
+    }
+    Ok(steps.join("\n"))
+}
+
+/// What Spin's conformance component does with outbound Redis, reported
+/// step by step; an error is the interface's own (`Error::InvalidAddress`).
+fn redis_walk(address: &str) -> Result<String, String> {
+    use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+    let fail = |e: spin_sdk::redis::Error| e.to_string();
+    let connection = Connection::open(address).map_err(fail)?;
+    let mut steps = Vec::new();
+    connection
+        .set("spin-example-get-set", b"Eureka!")
+        .map_err(fail)?;
+    let got = connection.get("spin-example-get-set").map_err(fail)?;
+    steps.push(format!("get {:?}", got.map(String::from_utf8)));
+    steps.push(format!(
+        "get missing {:?}",
+        connection.get("spin-example-missing").map_err(fail)?
+    ));
+    connection
+        .set("spin-example-incr", b"0")
+        .map_err(fail)?;
+    steps.push(format!(
+        "incr {}",
+        connection.incr("spin-example-incr").map_err(fail)?
+    ));
+    let deleted = connection
+        .del(&["spin-example-get-set".into(), "spin-example-incr".into()])
+        .map_err(fail)?;
+    steps.push(format!("del {deleted}"));
+    steps.push(format!(
+        "sadd {}",
+        connection
+            .sadd("spin-example-set", &["a".into(), "b".into()])
+            .map_err(fail)?
+    ));
+    let mut members = connection.smembers("spin-example-set").map_err(fail)?;
+    members.sort();
+    steps.push(format!("smembers {members:?}"));
+    steps.push(format!(
+        "srem {}",
+        connection
+            .srem("spin-example-set", &["a".into(), "b".into()])
+            .map_err(fail)?
+    ));
+    let key = || RedisParameter::Binary(b"spin-example".to_vec());
+    connection
+        .execute("set", &[key(), RedisParameter::Binary(b"Eureka!".to_vec())])
+        .map_err(fail)?;
+    connection
+        .execute(
+            "append",
+            &[key(), RedisParameter::Binary(b" I've got it!".to_vec())],
+        )
+        .map_err(fail)?;
+    let values = connection.execute("get", &[key()]).map_err(fail)?;
+    match values.as_slice() {
+        [RedisResult::Binary(v)] => {
+            steps.push(format!("execute get {:?}", String::from_utf8_lossy(v)))
+        }
+        other => steps.push(format!("execute get {other:?}")),
+    }
+    connection.del(&["spin-example-n".into()]).map_err(fail)?;
+    steps.push(format!(
+        "execute incrby {:?}",
+        connection
+            .execute(
+                "incrby",
+                &[
+                    RedisParameter::Binary(b"spin-example-n".to_vec()),
+                    RedisParameter::Int64(5)
+                ]
+            )
+            .map_err(fail)?
+    ));
+    steps.push(format!(
+        "execute ping {:?}",
+        connection.execute("ping", &[]).map_err(fail)?
+    ));
+    steps.push(format!(
+        "incr of text {:?}",
+        connection
+            .incr("spin-example")
+            .map_err(|e| format!("{e:?}"))
+    ));
+    Ok(steps.join("\n"))
+}
+
+/// Connects to IPv4 `address` with wasi:sockets, writes `message` and reads
+/// as many bytes back. Errors are the socket error codes' own text (e.g.
+/// `access-denied (error 1)`), as Spin's conformance component reports them.
+fn tcp_echo(address: &str, message: &str) -> Result<String, String> {
+    use wasi::sockets::network::{ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    use wasi::sockets::{instance_network, tcp_create_socket};
+    let addr: std::net::SocketAddrV4 = address
+        .parse()
+        .map_err(|e| format!("{address:?} is not an IPv4 socket address: {e}"))?;
+    let network = instance_network::instance_network();
+    let socket =
+        tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4).map_err(|e| e.to_string())?;
+    let [a, b, c, d] = addr.ip().octets();
+    let remote = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port: addr.port(),
+        address: (a, b, c, d),
+    });
+    socket
+        .start_connect(&network, remote)
+        .map_err(|e| e.to_string())?;
+    let (input, output) = loop {
+        match socket.finish_connect() {
+            Err(ErrorCode::WouldBlock) => socket.subscribe().block(),
+            other => break other.map_err(|e| e.to_string())?,
+        }
+    };
+    output
+        .blocking_write_and_flush(message.as_bytes())
+        .map_err(|e| format!("write: {e:?}"))?;
+    let mut echoed = Vec::new();
+    while echoed.len() < message.len() {
+        let want = (message.len() - echoed.len()) as u64;
+        echoed.extend(
+            input
+                .blocking_read(want)
+                .map_err(|e| format!("read: {e:?}"))?,
+        );
+    }
+    String::from_utf8(echoed).map_err(|e| format!("the echo is not UTF-8: {e}"))
 }
 
 /// An outbound GET through wasi:http 0.2 `outgoing-handler.handle`, with the
@@ -249,7 +563,9 @@ fn fetch(query: &str) -> Result<(u16, Vec<u8>, Option<String>), String> {
         "https" => wt::Scheme::Https,
         other => wt::Scheme::Other(other.to_string()),
     };
-    request.set_scheme(Some(&scheme)).map_err(|()| "bad scheme")?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| "bad scheme")?;
     request
         .set_authority(Some(authority))
         .map_err(|()| "bad authority")?;

@@ -115,12 +115,13 @@ async fn post(query: &str) -> String {
     // at once does so before the body is done.
     let pause_ms: u64 = guest_common::param(query, "pause_ms").parse().unwrap_or(0);
     let halves = [size / 2, size - size / 2];
-    let chunks = futures::stream::iter(halves.into_iter().enumerate()).then(move |(i, n)| async move {
-        if i == 1 && pause_ms > 0 {
-            spin_sdk::wasip3::clocks::monotonic_clock::wait_for(pause_ms * 1_000_000).await;
-        }
-        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'x'; n])))
-    });
+    let chunks =
+        futures::stream::iter(halves.into_iter().enumerate()).then(move |(i, n)| async move {
+            if i == 1 && pause_ms > 0 {
+                spin_sdk::wasip3::clocks::monotonic_clock::wait_for(pause_ms * 1_000_000).await;
+            }
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'x'; n])))
+        });
     let mut body = StreamBody::new(Box::pin(chunks));
     let writing = writer.send_http_body(&mut body);
     let (_, sent) = futures::join!(writing, client::send(request));

@@ -13,6 +13,11 @@ use std::sync::{Arc, Mutex};
 pub(crate) const FILE_NAME: &str = "key-value.sqlite";
 /// The most keys one app's store may hold; `get-keys` lists at most these.
 pub(crate) const MAX_KEYS_PER_STORE: i64 = 10_000;
+/// A key and its value, if it has one.
+pub(crate) type KeyAndValue = (String, Option<Vec<u8>>);
+
+/// The most value bytes one `get-many` returns.
+pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// Whose data a call reads or writes: the tenant's and the app's ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +31,9 @@ pub(crate) struct KeyValueScope {
 pub(crate) enum KeyValueFailure {
     /// The store holds [`MAX_KEYS_PER_STORE`] keys already.
     StoreFull,
+    /// The call cannot be done as asked (an increment of a value that is
+    /// not a number, an overflow), with why.
+    Refused(String),
     /// The storage failed; the details are in the gateway's log only.
     Unavailable,
 }
@@ -67,6 +75,7 @@ impl KeyValueBackend {
         };
         f(connection).map_err(|e| match e {
             CallError::Full => KeyValueFailure::StoreFull,
+            CallError::Refused(why) => KeyValueFailure::Refused(why),
             CallError::Sqlite(e) => {
                 tracing::warn!(path = %self.path.display(), "key-value storage: {e}");
                 KeyValueFailure::Unavailable
@@ -81,14 +90,7 @@ impl KeyValueBackend {
         store: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, KeyValueFailure> {
-        self.with(|c| {
-            Ok(c.query_row(
-                "SELECT value FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
-                params![scope.tenant, scope.app, store, key],
-                |row| row.get(0),
-            )
-            .optional()?)
-        })
+        self.with(|c| Ok(read(c, scope, store, key)?))
     }
 
     /// Sets `key` to `value`, replacing what was there; a new key is
@@ -100,32 +102,7 @@ impl KeyValueBackend {
         key: &str,
         value: &[u8],
     ) -> Result<(), KeyValueFailure> {
-        self.with(|c| {
-            let exists = c
-                .query_row(
-                    "SELECT 1 FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
-                    params![scope.tenant, scope.app, store, key],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if !exists {
-                let held: i64 = c.query_row(
-                    "SELECT COUNT(*) FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3",
-                    params![scope.tenant, scope.app, store],
-                    |row| row.get(0),
-                )?;
-                if held >= MAX_KEYS_PER_STORE {
-                    return Err(CallError::Full);
-                }
-            }
-            c.execute(
-                "INSERT INTO entries (tenant, app, store, key, value) VALUES (?1, ?2, ?3, ?4, ?5) \
-                 ON CONFLICT (tenant, app, store, key) DO UPDATE SET value = excluded.value",
-                params![scope.tenant, scope.app, store, key, value],
-            )?;
-            Ok(())
-        })
+        self.with(|c| write(c, scope, store, key, value))
     }
 
     /// Removes `key`; removing a key that is not there is not an error.
@@ -135,13 +112,7 @@ impl KeyValueBackend {
         store: &str,
         key: &str,
     ) -> Result<(), KeyValueFailure> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
-                params![scope.tenant, scope.app, store, key],
-            )?;
-            Ok(())
-        })
+        self.with(|c| Ok(remove(c, scope, store, key)?))
     }
 
     /// Every key of the store, sorted (at most [`MAX_KEYS_PER_STORE`]).
@@ -150,22 +121,207 @@ impl KeyValueBackend {
         scope: &KeyValueScope,
         store: &str,
     ) -> Result<Vec<String>, KeyValueFailure> {
+        self.keys_after(scope, store, None)
+    }
+
+    /// The store's keys after `after` (all when `None`), sorted, at most
+    /// [`MAX_KEYS_PER_STORE`].
+    pub(crate) fn keys_after(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+        after: Option<&str>,
+    ) -> Result<Vec<String>, KeyValueFailure> {
         self.with(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT key FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 ORDER BY key LIMIT ?4",
+                "SELECT key FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 \
+                 AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5",
             )?;
             let rows = statement.query_map(
-                params![scope.tenant, scope.app, store, MAX_KEYS_PER_STORE],
+                params![scope.tenant, scope.app, store, after, MAX_KEYS_PER_STORE],
                 |row| row.get(0),
             )?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
     }
+
+    /// Adds `delta` to the 64-bit integer at `key` (a missing key counts
+    /// as 0) and returns the sum, in one transaction: concurrent increments
+    /// never lose an update. Values are 8 bytes, little-endian, as Spin
+    /// keeps them.
+    pub(crate) fn increment(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64, KeyValueFailure> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let old = match read(&tx, scope, store, key)? {
+                None => 0,
+                Some(bytes) => i64::from_le_bytes(bytes.as_slice().try_into().map_err(|_| {
+                    CallError::Refused(format!(
+                        "the value of {key:?} is {} bytes, not a 64-bit integer (8 bytes, little-endian)",
+                        bytes.len()
+                    ))
+                })?),
+            };
+            let sum = old.checked_add(delta).ok_or_else(|| {
+                CallError::Refused(format!("{old} + {delta} overflows a 64-bit integer"))
+            })?;
+            write(&tx, scope, store, key, &sum.to_le_bytes())?;
+            tx.commit()?;
+            Ok(sum)
+        })
+    }
+
+    /// Sets `key` to `value` if it still holds `expected` (`None`: if it is
+    /// still missing), in one transaction; answers whether it did.
+    pub(crate) fn swap_if(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KeyValueFailure> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            if read(&tx, scope, store, key)?.as_deref() != expected {
+                return Ok(false);
+            }
+            write(&tx, scope, store, key, value)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    /// The values of `keys`, in order, read together; refused past
+    /// [`MAX_BATCH_BYTES`] of values.
+    pub(crate) fn get_many(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<KeyAndValue>, KeyValueFailure> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let mut out = Vec::with_capacity(keys.len());
+            let mut bytes = 0usize;
+            for key in keys {
+                let value = read(&tx, scope, store, &key)?;
+                bytes += value.as_ref().map_or(0, Vec::len);
+                if bytes > MAX_BATCH_BYTES {
+                    return Err(CallError::Refused(format!(
+                        "the values asked for are over {MAX_BATCH_BYTES} bytes together; ask for fewer keys"
+                    )));
+                }
+                out.push((key, value));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Sets every entry, or none of them (one transaction).
+    pub(crate) fn set_many(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), KeyValueFailure> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for (key, value) in entries {
+                write(&tx, scope, store, key, value)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Removes every key of `keys` (one transaction).
+    pub(crate) fn delete_many(
+        &self,
+        scope: &KeyValueScope,
+        store: &str,
+        keys: &[String],
+    ) -> Result<(), KeyValueFailure> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for key in keys {
+                remove(&tx, scope, store, key)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
+/// The value of `key`, if set.
+fn read(
+    c: &Connection,
+    scope: &KeyValueScope,
+    store: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    c.prepare_cached(
+        "SELECT value FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
+    )?
+    .query_row(params![scope.tenant, scope.app, store, key], |row| {
+        row.get(0)
+    })
+    .optional()
+}
+
+/// Sets `key`; a new key is refused once the store holds
+/// [`MAX_KEYS_PER_STORE`].
+fn write(
+    c: &Connection,
+    scope: &KeyValueScope,
+    store: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(), CallError> {
+    let exists = c
+        .prepare_cached(
+            "SELECT 1 FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
+        )?
+        .query_row(params![scope.tenant, scope.app, store, key], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        let held: i64 = c
+            .prepare_cached(
+                "SELECT COUNT(*) FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3",
+            )?
+            .query_row(params![scope.tenant, scope.app, store], |row| row.get(0))?;
+        if held >= MAX_KEYS_PER_STORE {
+            return Err(CallError::Full);
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO entries (tenant, app, store, key, value) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (tenant, app, store, key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![scope.tenant, scope.app, store, key, value])?;
+    Ok(())
+}
+
+/// Removes `key` if it is there.
+fn remove(c: &Connection, scope: &KeyValueScope, store: &str, key: &str) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "DELETE FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 AND key = ?4",
+    )?
+    .execute(params![scope.tenant, scope.app, store, key])?;
+    Ok(())
 }
 
 /// How a call inside the lock failed.
 enum CallError {
     Full,
+    /// The call cannot be done as asked; the guest is told why.
+    Refused(String),
     Sqlite(rusqlite::Error),
 }
 
@@ -282,6 +438,100 @@ mod tests {
         assert_eq!(
             kv.keys(&web, "default").unwrap().len() as i64,
             MAX_KEYS_PER_STORE
+        );
+    }
+
+    #[test]
+    fn concurrent_increments_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(KeyValueBackend::new(dir.path().join(FILE_NAME)));
+        let web = scope("acme", "web");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (kv, web) = (kv.clone(), web.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        kv.increment(&web, "default", "n", 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(kv.increment(&web, "default", "n", 0).unwrap(), 400);
+        assert_eq!(
+            kv.get(&web, "default", "n").unwrap(),
+            Some(400i64.to_le_bytes().to_vec())
+        );
+        // Not a number, or past i64: the interface's error, nothing changed.
+        kv.set(&web, "default", "text", b"abc").unwrap();
+        assert!(matches!(
+            kv.increment(&web, "default", "text", 1),
+            Err(KeyValueFailure::Refused(why)) if why.contains("not a 64-bit integer")
+        ));
+        assert!(matches!(
+            kv.increment(&web, "default", "n", i64::MAX),
+            Err(KeyValueFailure::Refused(why)) if why.contains("overflows")
+        ));
+        assert_eq!(kv.increment(&web, "default", "n", -400).unwrap(), 0);
+    }
+
+    #[test]
+    fn swaps_happen_only_over_the_value_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KeyValueBackend::new(dir.path().join(FILE_NAME));
+        let web = scope("acme", "web");
+        assert!(kv.swap_if(&web, "s", "k", None, b"first").unwrap());
+        assert!(!kv.swap_if(&web, "s", "k", None, b"again").unwrap());
+        assert!(!kv.swap_if(&web, "s", "k", Some(b"stale"), b"x").unwrap());
+        assert!(
+            kv.swap_if(&web, "s", "k", Some(b"first"), b"second")
+                .unwrap()
+        );
+        assert_eq!(
+            kv.get(&web, "s", "k").unwrap().as_deref(),
+            Some(&b"second"[..])
+        );
+    }
+
+    #[test]
+    fn batches_are_all_or_nothing_and_keys_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KeyValueBackend::new(dir.path().join(FILE_NAME));
+        let web = scope("acme", "web");
+        for i in 0..MAX_KEYS_PER_STORE - 1 {
+            kv.set(&web, "default", &format!("k{i:05}"), b"v").unwrap();
+        }
+        let two = [
+            ("new1".to_string(), b"a".to_vec()),
+            ("new2".to_string(), b"b".to_vec()),
+        ];
+        assert_eq!(
+            kv.set_many(&web, "default", &two),
+            Err(KeyValueFailure::StoreFull)
+        );
+        assert_eq!(
+            kv.get(&web, "default", "new1").unwrap(),
+            None,
+            "rolled back"
+        );
+        kv.delete_many(&web, "default", &["k00000".into(), "k00001".into()])
+            .unwrap();
+        kv.set_many(&web, "default", &two).unwrap();
+        let got = kv
+            .get_many(&web, "default", vec!["new2".into(), "k00000".into()])
+            .unwrap();
+        assert_eq!(
+            got,
+            [
+                ("new2".into(), Some(b"b".to_vec())),
+                ("k00000".into(), None)
+            ]
+        );
+        assert_eq!(
+            kv.keys_after(&web, "default", Some("k09997")).unwrap(),
+            ["k09998", "new1", "new2"]
         );
     }
 

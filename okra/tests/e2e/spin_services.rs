@@ -1,0 +1,300 @@
+//! Spin's outbound services end to end, the way Spin's conformance suite
+//! checks them: wasi:sockets TCP and outbound Redis, each served through the
+//! gateway against a real server on 127.0.0.1, from the sdk5 component and
+//! from the same guest built as a core module. Replies are compared as
+//! strictly as the suite does: exact status and body, and no header the
+//! test does not expect (hop-by-hop ones aside).
+
+use crate::support::control::Redis;
+use crate::support::{Gateway, Reply, get, one_component_manifest, toml_list};
+use std::path::Path;
+
+/// Headers the suite's runs tolerate on these replies (all optional), plus
+/// the hop-by-hop `connection` and `keep-alive`.
+const TOLERATED: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "date",
+    "connection",
+    "keep-alive",
+];
+
+/// Asserts `reply` is exactly (`status`, `body`) with no other headers.
+fn assert_suite_reply(what: &str, reply: &Reply, status: u16, body: &str) {
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (status, body),
+        "{what}"
+    );
+    let unexpected: Vec<&str> = reply
+        .headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| !TOLERATED.contains(n))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "{what}: unexpected headers {unexpected:?}"
+    );
+}
+
+/// The two builds of the test guest: component and core module.
+const BUILDS: [(&str, &str); 2] = [
+    ("component", test_programs::SDK5_GUEST),
+    ("module", test_programs::SDK5_MODULE),
+];
+
+/// Writes a manifest serving `wasm` on every path as app `name`, with
+/// `allowed_outbound_hosts` and `[variables]` lines; returns `host=path`.
+fn app(dir: &Path, name: &str, wasm: &str, allowed: &[String], variables: &str) -> String {
+    let keys = format!("allowed_outbound_hosts = {}", toml_list(allowed));
+    let manifest = one_component_manifest(dir, name, wasm, variables, &keys);
+    format!("{name}.localhost={manifest}")
+}
+
+/// A TCP server on 127.0.0.1 that echoes what it reads.
+async fn tcp_echo() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = conn.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// wasi:sockets TCP connects follow `allowed_outbound_hosts` as Spin reads
+/// it for sockets (`*` or `tcp` schemes, addresses, CIDR networks, ports
+/// and variables), and the operator's block list beats it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connects_follow_the_allow_list_and_the_block_list() {
+    let port = tcp_echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = [
+        ("exact", format!("*://127.0.0.1:{port}"), ""),
+        ("tcp-scheme", format!("tcp://127.0.0.1:{port}"), ""),
+        ("cidr", format!("*://127.0.0.0/24:{port}"), ""),
+        (
+            "variables",
+            format!("*://{{{{ addr_prefix }}}}/{{{{ prefix_len }}}}:{port}"),
+            "addr_prefix = { default = \"127.0.0.0\" }\nprefix_len = { default = \"24\" }",
+        ),
+    ];
+    let denied = [
+        ("other-ip", format!("*://127.0.0.2:{port}")),
+        (
+            "other-port",
+            format!("*://127.0.0.1:{}", port.wrapping_add(1)),
+        ),
+        ("other-scheme", format!("redis://127.0.0.1:{port}")),
+        ("by-name", format!("*://localhost:{port}")),
+    ];
+    for (build, wasm) in BUILDS {
+        let mut apps = Vec::new();
+        for (name, entry, variables) in &allowed {
+            apps.push(app(
+                dir.path(),
+                name,
+                wasm,
+                std::slice::from_ref(entry),
+                variables,
+            ));
+        }
+        for (name, entry) in &denied {
+            apps.push(app(dir.path(), name, wasm, std::slice::from_ref(entry), ""));
+        }
+        let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+        let path = format!("/tcp-echo?address=127.0.0.1:{port}&message=So-rested-he");
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        for (name, ..) in &allowed {
+            let reply = get(&gw, &format!("{name}.localhost"), &path).await;
+            assert_suite_reply(&format!("{build} {name}"), &reply, 200, "So-rested-he");
+        }
+        for (name, _) in &denied {
+            let reply = get(&gw, &format!("{name}.localhost"), &path).await;
+            assert_suite_reply(
+                &format!("{build} {name}"),
+                &reply,
+                500,
+                "access-denied (error 1)",
+            );
+        }
+        drop(gw);
+        // With the default block list, loopback is out of reach whatever
+        // the manifest allows.
+        let gw = Gateway::start_apps(&apps, &[]);
+        let reply = get(&gw, "exact.localhost", &path).await;
+        assert_suite_reply(
+            &format!("{build} blocked"),
+            &reply,
+            500,
+            "access-denied (error 1)",
+        );
+    }
+}
+
+/// Outbound Redis behaves as Spin's suite expects: the whole command
+/// sequence against a real server, `invalid-address` for an address the
+/// manifest does not allow (also spelled differently), and the block list
+/// still applies to an allowed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_redis_runs_spins_sequence_within_the_allow_list() {
+    let redis = Redis::start();
+    let port = redis.server.port;
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("redis://localhost:{port}");
+    let walk = [
+        "get Some(Ok(\"Eureka!\"))",
+        "get missing None",
+        "incr 1",
+        "del 2",
+        "sadd 2",
+        "smembers [\"a\", \"b\"]",
+        "srem 2",
+        "execute get \"Eureka! I've got it!\"",
+        "execute incrby [RedisResult::Int64(5)]",
+        "execute ping [RedisResult::Status(\"PONG\")]",
+        // Redis's own refusal, as the interface's `other`.
+        "incr of text Err(\"Error::Other(\\\"ResponseError: value is not an integer or out of range\\\")\")",
+    ]
+    .join("\n");
+    for (build, wasm) in BUILDS {
+        let apps = [
+            app(
+                dir.path(),
+                "redis",
+                wasm,
+                std::slice::from_ref(&address),
+                "",
+            ),
+            app(
+                dir.path(),
+                "redis-variable",
+                wasm,
+                &[format!("redis://{{{{ redis_host }}}}:{port}")],
+                "redis_host = { default = \"localhost\" }",
+            ),
+            app(dir.path(), "redis-none", wasm, &[], ""),
+            app(
+                dir.path(),
+                "redis-other-port",
+                wasm,
+                &[format!("redis://localhost:{}", port.wrapping_add(1))],
+                "",
+            ),
+        ];
+        let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        for host in ["redis.localhost", "redis-variable.localhost"] {
+            let reply = get(&gw, host, &format!("/redis-walk?address={address}")).await;
+            assert_suite_reply(&format!("{build} {host}"), &reply, 200, &walk);
+        }
+        for (host, address) in [
+            ("redis-none.localhost", address.clone()),
+            ("redis-other-port.localhost", address.clone()),
+            // The allowed host, spelled as its address: not what the
+            // manifest lists.
+            ("redis.localhost", format!("redis://127.0.0.1:{port}")),
+        ] {
+            let reply = get(&gw, host, &format!("/redis-walk?address={address}")).await;
+            assert_suite_reply(
+                &format!("{build} {host} {address}"),
+                &reply,
+                500,
+                "Error::InvalidAddress",
+            );
+        }
+        drop(gw);
+        let gw = Gateway::start_apps(&apps, &[]);
+        let reply = get(
+            &gw,
+            "redis.localhost",
+            &format!("/redis-walk?address={address}"),
+        )
+        .await;
+        assert_eq!(reply.status, 500, "{build}: {}", reply.text());
+        assert!(
+            reply.text().contains("blocked network"),
+            "{build}: {}",
+            reply.text()
+        );
+    }
+}
+
+/// Outbound MQTT publishes to a real broker (Mosquitto on 127.0.0.1:1883,
+/// on a topic of the test's own) within the allow-list, and refuses an
+/// address it does not list with the text Spin's suite expects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_mqtt_publishes_within_the_allow_list() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        crate::support::free_port().port()
+    );
+    let topic = format!("okra-test/{id}");
+    let (subscriber, mut events) = AsyncClient::new(
+        MqttOptions::new(format!("okra-sub-{id}"), "127.0.0.1", 1883),
+        10,
+    );
+    subscriber
+        .subscribe(&topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) =
+            events.poll().await.expect("Mosquitto on 127.0.0.1:1883")
+        {
+            break;
+        }
+    }
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                let _ = tx.send(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for (build, wasm) in BUILDS {
+        let apps = [
+            app(
+                dir.path(),
+                "mqtt",
+                wasm,
+                &["mqtt://localhost:1883".into()],
+                "",
+            ),
+            app(dir.path(), "mqtt-none", wasm, &[], ""),
+        ];
+        let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        let address = format!("mqtt://localhost:1883?client_id=spintest-{build}-{id}");
+        let publish = |host: &'static str, message: &str| {
+            let path = format!(
+                "/mqtt-publish?address={address}&username=user&password=password&topic={topic}&message={message}"
+            );
+            let gw = &gw;
+            async move { get(gw, host, &path).await }
+        };
+        let reply = publish("mqtt.localhost", build).await;
+        assert_suite_reply(build, &reply, 200, "published");
+        let got = tokio::time::timeout(std::time::Duration::from_secs(20), received.recv())
+            .await
+            .expect("the message never reached the subscriber");
+        assert_eq!(got.as_deref(), Some(build));
+        let reply = publish("mqtt-none.localhost", "never").await;
+        assert_suite_reply(
+            &format!("{build} denied"),
+            &reply,
+            500,
+            &format!("Error::ConnectionFailed(\"address {address} is not permitted\")"),
+        );
+    }
+    assert!(received.try_recv().is_err(), "a refused publish arrived");
+}
