@@ -417,7 +417,7 @@ impl Api {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "node_local_data",
                 format!(
-                    "component `{component}` lists sqlite_databases, but SQLite databases are files on one gateway and this cluster shares its store in Redis: each gateway would answer from a different database. Use key-value stores, or an outbound database (PostgreSQL, MySQL)"
+                    "component `{component}` lists sqlite_databases, but SQLite databases are files on one gateway and this cluster shares its store in Redis: each gateway would answer from a different database. Use an outbound database (PostgreSQL, Redis) instead"
                 ),
             ));
         }

@@ -134,6 +134,20 @@ pub fn structural_check(
             ));
         }
     }
+    for (id, component) in &manifest.components {
+        if let Some(label) = component
+            .sqlite_databases
+            .iter()
+            .find(|label| !tenant_config::manifest::is_database_label(label))
+        {
+            return Err(invalid(
+                "invalid_manifest",
+                format!(
+                    "spin.toml: key `component.{id}.sqlite_databases`: {label:?} is not a database label; use 1 to 64 lowercase letters, digits, `_` or `-`"
+                ),
+            ));
+        }
+    }
     if manifest.http_triggers.is_empty() {
         let mut why = manifest.warnings.clone();
         why.push("with no [[trigger.http]], this app has nothing Okra can serve".into());

@@ -524,15 +524,6 @@ impl AppManifest {
                 &c.dependencies_inherit_configuration,
                 &c.tool,
             );
-            if let Some(label) = c.sqlite_databases.iter().find(|l| !is_database_label(l)) {
-                return Err(at(
-                    id.span(),
-                    format!(
-                        "key `component.{}.sqlite_databases`: {label:?} is not a database label; use 1 to 64 lowercase letters, digits, `_` or `-`",
-                        id.get_ref()
-                    ),
-                ));
-            }
             check_allowed_hosts(&c.allowed_outbound_hosts, &variables).map_err(|e| {
                 at(
                     id.span(),
@@ -647,6 +638,7 @@ impl AppManifest {
         }
         let mut warnings = unserved_triggers(&raw.trigger.other);
         warnings.extend(shadowed_routes(&http_triggers));
+        warnings.extend(bad_database_labels(&components));
 
         Ok(AppManifest {
             name: raw.application.name,
@@ -741,9 +733,29 @@ impl AppManifest {
     }
 }
 
+/// One warning per `sqlite_databases` label that cannot name a database
+/// file (opening it fails). A warning, not an error, so an app stored
+/// before labels were checked still loads; a new deploy is refused.
+fn bad_database_labels(components: &BTreeMap<String, Component>) -> Vec<String> {
+    components
+        .values()
+        .flat_map(|c| {
+            c.sqlite_databases
+                .iter()
+                .filter(|label| !is_database_label(label))
+                .map(move |label| {
+                    format!(
+                        "key `component.{}.sqlite_databases`: {label:?} is not a database label; use 1 to 64 lowercase letters, digits, `_` or `-`",
+                        c.id
+                    )
+                })
+        })
+        .collect()
+}
+
 /// A label a SQLite database file may be named after: 1 to 64 lowercase
 /// letters, digits, `_` or `-`.
-fn is_database_label(label: &str) -> bool {
+pub fn is_database_label(label: &str) -> bool {
     (1..=64).contains(&label.len())
         && label
             .bytes()
@@ -1117,10 +1129,13 @@ source = "api.wasm"
         assert_eq!(m.components["a"].sqlite_databases, ["default"]);
         assert!(with("my_db-2").is_ok());
         for label in ["../escape", "a/b", "UPPER", "", "a.db", &"x".repeat(65)] {
-            let e = with(label).unwrap_err().to_string();
+            let warnings = with(label).unwrap().warnings;
             assert!(
-                e.contains("component.a.sqlite_databases") && e.contains("is not a database label"),
-                "{label:?}: {e}"
+                warnings
+                    .iter()
+                    .any(|w| w.contains("component.a.sqlite_databases")
+                        && w.contains("is not a database label")),
+                "{label:?}: {warnings:?}"
             );
         }
     }

@@ -6,8 +6,9 @@
 //! WASI 0.2 ones.
 //!
 //! Componentizing is a pure function of the module's bytes, so its output
-//! is kept in the compile cache directory under the module's SHA-256: a
-//! module componentizes once, not at every start.
+//! is kept beside the compile cache directory (`<dir>-componentized/`)
+//! under the module's SHA-256: a module componentizes once, not at every
+//! start.
 
 use std::path::{Path, PathBuf};
 use wasmtime::error::Context as _;
@@ -78,9 +79,12 @@ pub(crate) fn componentize_cached(
     Ok(component)
 }
 
-fn cached_path(dir: &Path, key: &[u8; 32]) -> PathBuf {
-    dir.join("componentized")
-        .join(format!("{}.wasm", hex::encode(key)))
+/// Where a componentized module is kept: beside the compile cache, not in
+/// it (Wasmtime's cache cleaner removes files it did not write).
+fn cached_path(cache_dir: &Path, key: &[u8; 32]) -> PathBuf {
+    let mut dir = cache_dir.as_os_str().to_owned();
+    dir.push("-componentized");
+    PathBuf::from(dir).join(format!("{}.wasm", hex::encode(key)))
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a

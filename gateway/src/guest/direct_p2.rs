@@ -204,7 +204,9 @@ impl Body for GuestDrivenBody {
 
 impl Drop for RunningGuest {
     fn drop(&mut self) {
-        if self.call.is_none() {
+        // A call that panicked is not run again: it would panic again on
+        // another task.
+        if self.call.is_none() || std::thread::panicking() {
             return;
         }
         // Outside a runtime (process exit) the guest simply stops.

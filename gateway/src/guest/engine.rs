@@ -15,6 +15,7 @@
 use crate::guest::componentize;
 use crate::guest::engine_config::RuntimeConfig;
 use crate::guest::failure_log::FailureLogs;
+use crate::guest::host::tcp_sockets::cap_socket_creation;
 use crate::guest::state::GuestState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -85,11 +86,13 @@ impl Runtime {
         let mut linker = Linker::new(&concurrent);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        cap_socket_creation(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
         let mut direct_linker = Linker::new(&direct);
         wasmtime_wasi::p2::add_to_linker_async(&mut direct_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut direct_linker)?;
+        cap_socket_creation(&mut direct_linker)?;
 
         for engine in [&concurrent, &direct] {
             start_epoch_ticker(engine, config.epoch_tick())

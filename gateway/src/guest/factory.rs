@@ -71,7 +71,7 @@ impl GuestFactory {
                 GuestStream::Stderr,
             ))
             .envs(&self.environment.env)
-            .allow_tcp(true)
+            .allow_tcp(self.sockets.allows_any_connect())
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let gate = self.sockets.clone();
@@ -116,6 +116,7 @@ impl GuestFactory {
             key_value: self.environment.key_value.clone().map(KeyValueSession::new),
             sqlite: self.environment.sqlite.clone(),
             sqlite_open: 0,
+            sockets_created: 0,
             turn: slot.as_ref().map(InstanceSlot::cpu_turn),
             slot,
         };

@@ -38,6 +38,8 @@ pub(crate) struct GuestState {
     /// and how many it has open.
     pub(crate) sqlite: Option<SqliteGrant>,
     pub(crate) sqlite_open: usize,
+    /// TCP sockets the guest has created (capped: each is a descriptor).
+    pub(crate) sockets_created: u32,
     /// The tenant's concurrency slot this instance holds (set once its
     /// request is attached); given back when the store is dropped.
     pub(crate) slot: Option<InstanceSlot>,

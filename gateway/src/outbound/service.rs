@@ -38,6 +38,20 @@ pub(crate) enum ServiceRefusal {
     Unreachable(#[from] ConnectError),
 }
 
+impl ServiceRefusal {
+    /// What the guest is told: never the addresses a name resolved to (a
+    /// tenant must not map the operator's network through refusals); the
+    /// gateway logs the whole refusal.
+    pub(crate) fn for_guest(&self) -> String {
+        match self {
+            ServiceRefusal::Unreachable(ConnectError::Blocked { host, .. }) => {
+                format!("every address of {host} is in a blocked network")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 impl ComponentOutbound {
     /// Whether `allowed_outbound_hosts` covers `address` (a URL, or
     /// `host:port` read with `default_scheme`), as Spin checks it.
@@ -63,7 +77,17 @@ impl ComponentOutbound {
         let connector = &self.pools.services;
         let connect_timeout = connector.default_connect_timeout;
         let deadline = tokio::time::Instant::now() + connect_timeout;
-        let (addresses, permit) = connector.vet(&url.host.to_string(), port, deadline).await?;
+        let (addresses, permit) = connector
+            .vet(&url.host.to_string(), port, deadline)
+            .await
+            .inspect_err(|e| {
+                tracing::info!(
+                    tenant = %self.labels.tenant,
+                    app = %self.labels.app,
+                    component = %self.labels.component,
+                    "a guest's {default_scheme} connection was refused: {e}"
+                );
+            })?;
         Ok(ServiceGrant {
             addresses,
             connect_timeout,

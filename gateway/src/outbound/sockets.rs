@@ -13,7 +13,7 @@
 use super::block_networks::BlockedNetworks;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tenant_config::allowed_hosts::{AllowedHosts, OutboundUrl};
+use tenant_config::allowed_hosts::{AllowedHosts, OutboundUrl, SchemeRule};
 use wasmtime_wasi::sockets::SocketAddrUse;
 
 /// One component's socket rules.
@@ -26,6 +26,15 @@ pub(crate) struct SocketGate {
 impl SocketGate {
     pub(crate) fn new(allowed: AllowedHosts, blocked: Arc<BlockedNetworks>) -> Self {
         SocketGate { allowed, blocked }
+    }
+
+    /// Whether any entry could let a TCP connect through (scheme `tcp` or
+    /// `*`); without one the guest gets no TCP at all, not even sockets.
+    pub(crate) fn allows_any_connect(&self) -> bool {
+        self.allowed.entries().iter().any(|entry| {
+            matches!(&entry.scheme, SchemeRule::Any)
+                || matches!(&entry.scheme, SchemeRule::Named(s) if s == "tcp")
+        })
     }
 
     /// Whether the guest may use `addr` for `usage`.

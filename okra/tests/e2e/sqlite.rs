@@ -67,6 +67,41 @@ async fn databases_follow_spins_semantics_and_belong_to_their_app() {
     );
 }
 
+/// A bundle of the sdk5 component with these `sqlite_databases`.
+fn sqlite_bundle(label: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(test_programs::SDK5_GUEST, dir.path().join("c.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.toml"),
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"db\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
+             [component.c]\nsource = \"c.wasm\"\nsqlite_databases = [{label:?}]\n"
+        ),
+    )
+    .unwrap();
+    control_plane::bundle::pack(dir.path()).unwrap()
+}
+
+/// A label that could name another file is refused at deploy, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_label_that_is_not_a_plain_name_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(&format!("file:{}", data.path().display()), true, &[]);
+    let token = create_tenant(node.api, "acme").await;
+    for label in ["../escape", "a/b", "UPPER"] {
+        let (status, body) = deploy(node.api, &token, "acme", "db", sqlite_bundle(label)).await;
+        assert_eq!(status, 422, "{label}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_manifest", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("component.c.sqlite_databases")
+                && message.contains(&format!("{label:?}")),
+            "{message}"
+        );
+    }
+}
+
 /// SQLite files live on one gateway, so a cluster sharing its store in
 /// Redis refuses an app that uses them, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,17 +109,7 @@ async fn a_redis_cluster_refuses_sqlite_apps_with_the_reason() {
     let redis = Redis::start();
     let node = start_node(&redis.server.url(), true, &[]);
     let token = create_tenant(node.api, "acme").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(test_programs::SDK5_GUEST, dir.path().join("c.wasm")).unwrap();
-    std::fs::write(
-        dir.path().join("spin.toml"),
-        "spin_manifest_version = 2\n[application]\nname = \"db\"\n\
-         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
-         [component.c]\nsource = \"c.wasm\"\nsqlite_databases = [\"default\"]\n",
-    )
-    .unwrap();
-    let bundle = control_plane::bundle::pack(dir.path()).unwrap();
-    let (status, body) = deploy(node.api, &token, "acme", "db", bundle).await;
+    let (status, body) = deploy(node.api, &token, "acme", "db", sqlite_bundle("default")).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "node_local_data", "{body}");
     let message = body["error"]["message"].as_str().unwrap();

@@ -1,13 +1,16 @@
 //! The host side of the interfaces a Spin guest imports besides WASI and
-//! wasi:http: variables, key-value, SQLite, outbound Redis and MQTT (real), and stubs for
+//! wasi:http: variables, key-value, SQLite, outbound Redis, MQTT and
+//! PostgreSQL 4.0 (real), and stubs for
 //! the platform interfaces Okra does not provide yet. A new host interface
 //! gets its own module here and one line in `define` and `serves`.
 
 pub(crate) mod key_value;
 pub(crate) mod mqtt;
+pub(crate) mod postgres;
 pub(crate) mod redis;
 pub(crate) mod sqlite;
 pub(crate) mod stubs;
+pub(crate) mod tcp_sockets;
 pub(crate) mod variables;
 
 use crate::guest::state::GuestState;
@@ -23,7 +26,7 @@ struct Served {
 }
 
 /// Every bindgen-made interface Okra serves for real.
-const SERVED: [Served; 4] = [
+const SERVED: [Served; 5] = [
     Served {
         provides: key_value::provides,
         add_to_linker: key_value::add_to_linker,
@@ -39,6 +42,10 @@ const SERVED: [Served; 4] = [
     Served {
         provides: mqtt::provides,
         add_to_linker: mqtt::add_to_linker,
+    },
+    Served {
+        provides: postgres::provides,
+        add_to_linker: postgres::add_to_linker,
     },
 ];
 

@@ -57,6 +57,8 @@ const INTERFACE: &str = "fermyon:spin/mqtt@2.0.0";
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest MQTT packet sent or accepted.
 const MAX_PACKET_BYTES: usize = 1 << 20;
+/// Bytes a PUBLISH packet takes besides its topic and payload (at most).
+const PUBLISH_OVERHEAD: usize = 16;
 /// Requests queued to the connection's event loop.
 const QUEUE: usize = 16;
 
@@ -81,16 +83,44 @@ pub struct MqttConnection {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The options for a broker at vetted address `broker`, from the guest's
-/// URL (its client id) and its credentials and keep-alive.
+/// The broker an address names: `mqtt://` or `tcp://host[:port]` with a
+/// non-empty `client_id` in its query (other query keys are ignored).
+/// Parsed here rather than by rumqttc, whose URL options can panic.
+fn broker(address: &str) -> Option<Broker> {
+    let url = url::Url::parse(address).ok()?;
+    if !matches!(url.scheme(), "mqtt" | "tcp") {
+        return None;
+    }
+    let host = url.host()?.to_string();
+    let port = url.port().unwrap_or(1883);
+    let client_id = url
+        .query_pairs()
+        .find(|(key, _)| key == "client_id")?
+        .1
+        .into_owned();
+    (!client_id.is_empty() && client_id.len() <= 256).then_some(Broker {
+        client_id,
+        url: format!("mqtt://{host}:{port}"),
+    })
+}
+
+/// What `open` needs of a broker address.
+struct Broker {
+    client_id: String,
+    /// `mqtt://host:port`, for the service gate.
+    url: String,
+}
+
+/// The options for a broker at vetted address `at`, with the guest's
+/// client id, credentials and keep-alive.
 fn options(
-    url: &MqttOptions,
-    broker: SocketAddr,
+    client_id: String,
+    at: SocketAddr,
     username: String,
     password: String,
     keep_alive_secs: u64,
 ) -> MqttOptions {
-    let mut options = MqttOptions::new(url.client_id(), broker.ip().to_string(), broker.port());
+    let mut options = MqttOptions::new(client_id, at.ip().to_string(), at.port());
     options
         .set_credentials(username, password)
         .set_keep_alive(Duration::from_secs(
@@ -116,19 +146,19 @@ impl HostConnection for GuestState {
                 "address {address} is not permitted"
             ))));
         }
-        let Ok(url) = MqttOptions::parse_url(address.as_str()) else {
+        let Some(broker) = broker(&address) else {
             return Ok(Err(Error::InvalidAddress));
         };
-        let grant = match outbound.open_service(&address, "mqtt").await {
+        let grant = match outbound.open_service(&broker.url, "mqtt").await {
             Ok(grant) => grant,
             Err(ServiceRefusal::Unreachable(ConnectError::LimitReached(_))) => {
                 return Ok(Err(Error::TooManyConnections));
             }
             Err(ServiceRefusal::BadAddress(_)) => return Ok(Err(Error::InvalidAddress)),
-            Err(e) => return Ok(Err(Error::ConnectionFailed(e.to_string()))),
+            Err(e) => return Ok(Err(Error::ConnectionFailed(e.for_guest()))),
         };
         let options = options(
-            &url,
+            broker.client_id,
             grant.addresses[0],
             username,
             password,
@@ -158,23 +188,41 @@ impl HostConnection for GuestState {
             Qos::AtLeastOnce => QoS::AtLeastOnce,
             Qos::ExactlyOnce => QoS::ExactlyOnce,
         };
+        // Refused here rather than left queued: rumqttc would resend an
+        // oversized packet at every reconnect.
+        if payload.len() + topic.len() + PUBLISH_OVERHEAD > MAX_PACKET_BYTES {
+            return Ok(Err(Error::Other(format!(
+                "a message of {} bytes is over the {MAX_PACKET_BYTES}-byte packet limit",
+                payload.len()
+            ))));
+        }
         if let Err(e) = connection.client.try_publish(topic, qos, false, payload) {
             return Ok(Err(Error::Other(e.to_string())));
         }
+        // Wait for this publish to go out, then for the acknowledgement
+        // of its packet id (not just any).
         let acknowledged = async {
+            let mut sent = None;
             loop {
-                match connection.events.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
+                match (connection.events.poll().await, sent) {
+                    (Ok(Event::Outgoing(Outgoing::Publish(id))), None) => {
+                        if qos == QoS::AtMostOnce {
+                            return Ok(());
+                        }
+                        sent = Some(id);
+                    }
+                    (Ok(Event::Incoming(Packet::PubAck(ack))), Some(id))
+                        if qos == QoS::AtLeastOnce && ack.pkid == id =>
+                    {
                         return Ok(());
                     }
-                    Ok(Event::Incoming(Packet::PubAck(_))) if qos == QoS::AtLeastOnce => {
+                    (Ok(Event::Incoming(Packet::PubComp(done))), Some(id))
+                        if qos == QoS::ExactlyOnce && done.pkid == id =>
+                    {
                         return Ok(());
                     }
-                    Ok(Event::Incoming(Packet::PubComp(_))) if qos == QoS::ExactlyOnce => {
-                        return Ok(());
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(Error::ConnectionFailed(e.to_string())),
+                    (Ok(_), _) => {}
+                    (Err(e), _) => return Err(Error::ConnectionFailed(e.to_string())),
                 }
             }
         };
@@ -190,5 +238,34 @@ impl HostConnection for GuestState {
     async fn drop(&mut self, connection: Resource<MqttConnection>) -> wasmtime::Result<()> {
         self.table.delete(connection)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_addresses_parse_without_rumqttc_and_never_panic() {
+        let b = broker("mqtt://localhost:1884?client_id=spin&keep_alive_secs=5").unwrap();
+        assert_eq!(
+            (b.client_id.as_str(), b.url.as_str()),
+            ("spin", "mqtt://localhost:1884")
+        );
+        assert_eq!(
+            broker("tcp://[::1]?client_id=x").unwrap().url,
+            "mqtt://[::1]:1883"
+        );
+        // What made rumqttc's own parser panic is just ignored here.
+        assert!(broker("mqtt://h?client_id=x&clean_session=false&inflight_num=0").is_some());
+        for bad in [
+            "mqtt://h",
+            "mqtt://h?client_id=",
+            "mqtts://h?client_id=x",
+            "http://h?client_id=x",
+            "not a url",
+        ] {
+            assert!(broker(bad).is_none(), "{bad}");
+        }
     }
 }

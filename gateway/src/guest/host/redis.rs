@@ -65,6 +65,8 @@ use fermyon::spin::redis::{Error, Host, HostConnection, RedisParameter, RedisRes
 /// The import this module serves.
 const INTERFACE: &str = "fermyon:spin/redis@2.0.0";
 
+/// The most reply bytes read between two commands.
+const MAX_REPLY_BYTES: usize = 4 << 20;
 /// How long one command may wait for its reply.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -88,7 +90,8 @@ pub struct RedisConnection {
     _permit: OwnedSemaphorePermit,
 }
 
-/// Connects to `address` at the first vetted address that answers.
+/// Connects to `address` at the vetted addresses (the first that
+/// answers), over a stream that bounds every reply.
 async fn connect(address: &str, grant: ServiceGrant) -> Result<RedisConnection, Error> {
     let info = address
         .into_connection_info()
@@ -98,32 +101,92 @@ async fn connect(address: &str, grant: ServiceGrant) -> Result<RedisConnection, 
             "{address}: only plain redis:// addresses are supported"
         )));
     }
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(grant.connect_timeout))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT));
-    let mut last = String::new();
-    for vetted in &grant.addresses {
-        let info = info
-            .clone()
-            .set_addr(ConnectionAddr::Tcp(vetted.ip().to_string(), vetted.port()));
-        let attempt = match redis::Client::open(info) {
-            Ok(client) => client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match attempt {
-            Ok(connection) => {
-                return Ok(RedisConnection {
-                    connection,
-                    _permit: grant.permit,
-                });
-            }
-            Err(e) => last = format!("connecting to {vetted}: {e}"),
+    let dial = tokio::net::TcpStream::connect(&grant.addresses[..]);
+    let stream = match tokio::time::timeout(grant.connect_timeout, dial).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(Error::Other(format!("connecting to Redis failed: {e}"))),
+        Err(_) => return Err(Error::Other("connecting to Redis timed out".into())),
+    };
+    let _ = stream.set_nodelay(true);
+    let config = AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+    let handshake = MultiplexedConnection::new_with_config(
+        info.redis_settings(),
+        BoundedReplies::new(stream),
+        config,
+    );
+    let (connection, driver) = match tokio::time::timeout(grant.connect_timeout, handshake).await {
+        Ok(Ok(connected)) => connected,
+        Ok(Err(e)) => return Err(Error::Other(e.to_string())),
+        Err(_) => return Err(Error::Other("the Redis handshake timed out".into())),
+    };
+    // The driver ends when the last handle to the connection is dropped.
+    tokio::spawn(driver);
+    Ok(RedisConnection {
+        connection,
+        _permit: grant.permit,
+    })
+}
+
+/// A TCP stream that fails a read once more than [`MAX_REPLY_BYTES`] have
+/// arrived since the last write: no reply (a huge value, an endless array
+/// from a hostile server) can take more host memory than that.
+struct BoundedReplies {
+    stream: tokio::net::TcpStream,
+    read_since_write: usize,
+}
+
+impl BoundedReplies {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        BoundedReplies {
+            stream,
+            read_since_write: 0,
         }
     }
-    Err(Error::Other(last))
+}
+
+impl tokio::io::AsyncRead for BoundedReplies {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.read_since_write += buf.filled().len() - before;
+        if this.read_since_write > MAX_REPLY_BYTES {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "a Redis reply is over the {MAX_REPLY_BYTES}-byte limit"
+            ))));
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for BoundedReplies {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.read_since_write = 0;
+        std::pin::Pin::new(&mut this.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// A Redis reply, flattened into the interface's results as Spin does.
@@ -192,7 +255,7 @@ impl HostConnection for GuestState {
             Err(ServiceRefusal::Unreachable(crate::outbound::ConnectError::LimitReached(_))) => {
                 return Ok(Err(Error::TooManyConnections));
             }
-            Err(ServiceRefusal::Unreachable(e)) => return Ok(Err(Error::Other(e.to_string()))),
+            Err(e) => return Ok(Err(Error::Other(e.for_guest()))),
         };
         match connect(&address, grant).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),

@@ -10,12 +10,15 @@
 //! semantics step by step), `/kv-get?store=S&key=K`, `/kv-set?store=S&key=K&value=V`, `/no-body`, `/llm`, `/status?code=N`, `/print`,
 //! `/tcp-echo?address=A&message=M` (wasi:sockets TCP, as Spin's suite
 //! does it: 200 with the echo, or 500 with the socket error),
+//! `/tcp-sockets?n=N` (creates N sockets, reporting the first refusal),
 //! `/redis-walk?address=A` (outbound Redis, the suite's sequence; 500 with
 //! the error), `/sqlite-walk?value=V` (SQLite, the suite's sequence on
 //! "default", storing V), `/mqtt-publish?address=A&username=U&password=P&topic=T&message=M`
 //! (QoS at-least-once; 500 with the error), wasi:keyvalue's `/wkv-walk`
 //! (store, batch and atomics semantics), `/wkv-incr?key=K&delta=D` and
-//! `/wkv-append?key=K&text=T` (a compare-and-swap loop), and the hostile
+//! `/wkv-append?key=K&text=T` (a compare-and-swap loop), `/pg-walk?address=A`
+//! (spin:postgres@4.0.0: one session, every value type both ways, a
+//! server error; 500 with the error), and the hostile
 //! `/loop`, `/alloc` and `/panic`.
 
 use futures::{SinkExt, StreamExt};
@@ -168,6 +171,23 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             let text = guest_common::connect_probe(query);
             respond(out, 200, &[], text.into_bytes()).await
         }
+        "tcp-sockets" => {
+            use wasi::sockets::network::IpAddressFamily;
+            use wasi::sockets::tcp_create_socket::create_tcp_socket;
+            let n: usize = guest_common::param(query, "n").parse().unwrap_or(1);
+            let mut held = Vec::new();
+            let mut report = format!("created {n}");
+            for i in 1..=n {
+                match create_tcp_socket(IpAddressFamily::Ipv4) {
+                    Ok(socket) => held.push(socket),
+                    Err(e) => {
+                        report = format!("socket {i} refused: {e}");
+                        break;
+                    }
+                }
+            }
+            respond(out, 200, &[], report.into_bytes()).await
+        }
         "tcp-echo" => {
             let address = guest_common::param(query, "address");
             let message = guest_common::param(query, "message");
@@ -213,6 +233,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 Err(e) => respond(out, 500, &[], e.into_bytes()).await,
             }
         }
+        "pg-walk" => match pg_walk(&guest_common::param(query, "address").replace("%20", " ")) {
+            Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
+            Err(e) => respond(out, 500, &[], e.into_bytes()).await,
+        },
         "redis-walk" => match redis_walk(guest_common::param(query, "address")) {
             Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
             Err(e) => respond(out, 500, &[], e.into_bytes()).await,
@@ -268,6 +292,97 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         "panic" => panic!("guest secret sk_live_do_not_leak"),
         _ => respond(out, 404, &[], b"no such test route\n".to_vec()).await,
     }
+}
+
+/// spin:postgres@4.0.0 as Spin's suite uses it: the session is one backend,
+/// each value type goes in as a parameter and comes back, ranges and
+/// arrays work in SQL, and a server error carries its code.
+fn pg_walk(address: &str) -> Result<String, String> {
+    use spin_sdk::pg4::{Connection, DbValue, ParameterValue as P, RangeBoundKind as K};
+    let fail = |e: spin_sdk::pg4::PgError| format!("{e:?}");
+    let db = Connection::open(address).map_err(fail)?;
+    let pid = |db: &Connection| {
+        db.query("SELECT pg_backend_pid()", &[])
+            .map(|r| format!("{:?}", r.rows))
+    };
+    let mut steps = vec![format!("one backend {}", pid(&db).map_err(fail)? == pid(&db).map_err(fail)?)];
+    let params = [
+        P::Boolean(true),
+        P::Int16(-7),
+        P::Int32(42),
+        P::Int64(1 << 40),
+        P::Floating32(1.5),
+        P::Floating64(-2.25),
+        P::Str("héllo".into()),
+        P::Str("pad".into()),
+        P::Binary(vec![0, 1, 255]),
+        P::Date((2024, 2, 29)),
+        P::Time((23, 59, 58, 123_456_000)),
+        P::Datetime((1999, 12, 31, 23, 59, 59, 500_000_000)),
+        P::Uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()),
+        P::Jsonb(br#"{"a":[1,2]}"#.to_vec()),
+        P::Decimal("12345.6789".into()),
+        P::RangeInt32((Some((1, K::Inclusive)), Some((5, K::Inclusive)))),
+        P::RangeInt64((None, Some((9, K::Exclusive)))),
+        P::RangeDecimal((Some(("1.5".into(), K::Exclusive)), None)),
+        P::ArrayInt32(vec![Some(1), None, Some(3)]),
+        P::ArrayInt64(vec![Some(-1)]),
+        P::ArrayDecimal(vec![Some("0.1".into()), None]),
+        P::ArrayStr(vec![Some("x".into()), None]),
+        P::Interval(spin_sdk::pg4::Interval { micros: 1_500_000, days: 2, months: 3 }),
+        P::DbNull,
+    ];
+    let casts = [
+        "bool", "int2", "int4", "int8", "float4", "float8", "text", "char(5)", "bytea", "date",
+        "time", "timestamp", "uuid", "jsonb", "numeric", "int4range", "int8range", "numrange",
+        "int4[]", "int8[]", "numeric[]", "text[]", "interval", "int4",
+    ];
+    let select: Vec<String> = casts
+        .iter()
+        .enumerate()
+        .map(|(i, cast)| format!("${}::{cast} AS c{i}", i + 1))
+        .collect();
+    let rows = db
+        .query(&format!("SELECT {}", select.join(", ")), &params)
+        .map_err(fail)?;
+    for (column, value) in rows.columns.iter().zip(&rows.rows[0]) {
+        steps.push(format!("{:?} {value:?}", column.data_type));
+    }
+    let contained = db
+        .query(
+            "SELECT $1::int4 <@ $2::int4range",
+            &[P::Int32(5), P::RangeInt32((Some((1, K::Inclusive)), Some((5, K::Exclusive))))],
+        )
+        .map_err(fail)?;
+    steps.push(format!("5 in [1,5) {:?}", contained.rows[0][0]));
+    let unsupported = db.query("SELECT 'a:1'::tsvector", &[]).map_err(fail)?;
+    steps.push(format!(
+        "tsvector {:?} unsupported {}",
+        unsupported.columns[0].data_type,
+        matches!(unsupported.rows[0][0], DbValue::Unsupported(_))
+    ));
+    let changed = db
+        .execute("CREATE TEMP TABLE walk (n int4); INSERT INTO walk VALUES (1), (2)", &[])
+        .map_err(fail);
+    steps.push(format!("multi-statement execute {changed:?}"));
+    db.execute("CREATE TEMP TABLE walk (n int4)", &[]).map_err(fail)?;
+    let inserted = db
+        .execute("INSERT INTO walk VALUES ($1), ($2)", &[P::Int32(1), P::DbNull])
+        .map_err(fail)?;
+    steps.push(format!("inserted {inserted}"));
+    let empty = db.query("SELECT n FROM walk WHERE n > 10", &[]).map_err(fail)?;
+    steps.push(format!("empty result columns {:?} rows {}", empty.columns.iter().map(|c| &c.name).collect::<Vec<_>>(), empty.rows.len()));
+    match db.query("SELECT * FROM no_such_table", &[]) {
+        Err(spin_sdk::pg4::PgError::QueryFailed(spin_sdk::pg4::QueryError::DbError(e))) => {
+            steps.push(format!("missing table: {} {}", e.code, e.message))
+        }
+        other => steps.push(format!("missing table: {other:?}")),
+    }
+    match db.query("SELECT $1::date", &[P::Date((2023, 2, 30))]) {
+        Err(spin_sdk::pg4::PgError::BadParameter(e)) => steps.push(format!("bad parameter: {e}")),
+        other => steps.push(format!("bad parameter: {other:?}")),
+    }
+    Ok(steps.join("\n"))
 }
 
 /// wasi:keyvalue's semantics on "default", step by step.
@@ -477,6 +592,22 @@ fn redis_walk(address: &str) -> Result<String, String> {
         connection
             .incr("spin-example")
             .map_err(|e| format!("{e:?}"))
+    ));
+    // A reply larger than the host takes: refused, never buffered whole.
+    connection
+        .execute(
+            "setrange",
+            &[
+                RedisParameter::Binary(b"spin-example-big".to_vec()),
+                RedisParameter::Int64(8 << 20),
+                RedisParameter::Binary(b"x".to_vec()),
+            ],
+        )
+        .map_err(fail)?;
+    let huge = connection.get("spin-example-big");
+    steps.push(format!(
+        "huge reply refused {}",
+        matches!(&huge, Err(spin_sdk::redis::Error::Other(e)) if e.contains("byte limit"))
     ));
     Ok(steps.join("\n"))
 }

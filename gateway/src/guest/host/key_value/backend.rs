@@ -176,19 +176,21 @@ impl KeyValueBackend {
         })
     }
 
-    /// Sets `key` to `value` if it still holds `expected` (`None`: if it is
-    /// still missing), in one transaction; answers whether it did.
+    /// Sets `key` to `value` if it still holds a value of digest `expected`
+    /// (`None`: if it is still missing), in one transaction; answers
+    /// whether it did.
     pub(crate) fn swap_if(
         &self,
         scope: &KeyValueScope,
         store: &str,
         key: &str,
-        expected: Option<&[u8]>,
+        expected: Option<&[u8; 32]>,
         value: &[u8],
     ) -> Result<bool, KeyValueFailure> {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
-            if read(&tx, scope, store, key)?.as_deref() != expected {
+            let current = read(&tx, scope, store, key)?;
+            if current.as_deref().map(value_digest).as_ref() != expected {
                 return Ok(false);
             }
             write(&tx, scope, store, key, value)?;
@@ -256,6 +258,12 @@ impl KeyValueBackend {
             Ok(())
         })
     }
+}
+
+/// The SHA-256 of a value, which compare-and-swap compares.
+pub(crate) fn value_digest(value: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(value).into()
 }
 
 /// The value of `key`, if set.
@@ -484,11 +492,9 @@ mod tests {
         let web = scope("acme", "web");
         assert!(kv.swap_if(&web, "s", "k", None, b"first").unwrap());
         assert!(!kv.swap_if(&web, "s", "k", None, b"again").unwrap());
-        assert!(!kv.swap_if(&web, "s", "k", Some(b"stale"), b"x").unwrap());
-        assert!(
-            kv.swap_if(&web, "s", "k", Some(b"first"), b"second")
-                .unwrap()
-        );
+        let (stale, first) = (value_digest(b"stale"), value_digest(b"first"));
+        assert!(!kv.swap_if(&web, "s", "k", Some(&stale), b"x").unwrap());
+        assert!(kv.swap_if(&web, "s", "k", Some(&first), b"second").unwrap());
         assert_eq!(
             kv.get(&web, "s", "k").unwrap().as_deref(),
             Some(&b"second"[..])

@@ -13,7 +13,7 @@
 //! - `list-keys` answers every key (up to the store's key cap) with no
 //!   cursor, as Spin does; a cursor it was given lists the keys after it.
 
-use super::backend::{KeyAndValue, MAX_KEYS_PER_STORE};
+use super::backend::{KeyAndValue, MAX_KEYS_PER_STORE, value_digest};
 use super::{MAX_BATCH_KEYS, MAX_OPEN_STORES, OpenRefusal, OpenStore, check_key, check_value};
 use crate::guest::state::GuestState;
 use wasmtime::component::{HasSelf, Linker, Resource};
@@ -99,8 +99,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
     Ok(())
 }
 
-/// A compare-and-swap in progress: the store, the key, and the value it
-/// last saw (`None`: the key was missing).
+/// A compare-and-swap in progress: the store, the key, and the digest of
+/// the value it last saw (`None`: the key was missing), not the value, so
+/// open ones cost the host little.
 #[expect(
     unreachable_pub,
     reason = "bindgen! re-exports the resource's type from the module it generates"
@@ -108,7 +109,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result
 pub struct OpenCas {
     store: Resource<OpenStore>,
     key: String,
-    seen: Option<Vec<u8>>,
+    seen: Option<[u8; 32]>,
 }
 
 /// Refuses a batch of more than [`MAX_BATCH_KEYS`] keys, naming the limit.
@@ -147,19 +148,23 @@ impl GuestState {
     /// counts as an open store, so a guest cannot make them without bound.
     async fn new_cas(
         &mut self,
-        store: &Resource<OpenStore>,
+        label: String,
         key: String,
     ) -> wasmtime::Result<Result<Resource<OpenCas>, Error>> {
-        let seen = match self.read_for_cas(store, &key).await? {
-            Ok(seen) => seen,
-            Err(e) => return Ok(Err(e)),
-        };
-        let label = self.table.get(store)?.label.clone();
         let store = match self.open_store(label)? {
             Ok(store) => store,
             Err(refusal) => return Ok(Err(refusal.into())),
         };
-        Ok(Ok(self.table.push(OpenCas { store, key, seen })?))
+        match self.read_for_cas(&store, &key).await? {
+            Ok(seen) => {
+                let seen = seen.as_deref().map(value_digest);
+                Ok(Ok(self.table.push(OpenCas { store, key, seen })?))
+            }
+            Err(e) => {
+                self.close_store(store)?;
+                Ok(Err(e))
+            }
+        }
     }
 }
 
@@ -261,30 +266,32 @@ impl wasi::keyvalue::atomics::Host for GuestState {
             self.close_cas(cas)?;
             return Ok(Err(CasError::StoreError(Error::Other(e))));
         }
-        let (store, key, seen) = {
+        let (store, label, key, seen) = {
             let open = self.table.get(&cas)?;
             (
                 Resource::<OpenStore>::new_borrow(open.store.rep()),
+                self.table.get(&open.store)?.label.clone(),
                 open.key.clone(),
-                open.seen.clone(),
+                open.seen,
             )
         };
         let swap_key = key.clone();
         let swapped = self
             .on_store(&store, move |kv, scope, label| {
-                kv.swap_if(scope, label, &swap_key, seen.as_deref(), &value)
+                kv.swap_if(scope, label, &swap_key, seen.as_ref(), &value)
             })
             .await?;
-        let answer = match swapped {
+        // The old cas goes first, so a guest at its open-store cap still
+        // gets its fresh one.
+        self.close_cas(cas)?;
+        Ok(match swapped {
             Ok(true) => Ok(()),
-            Ok(false) => match self.new_cas(&store, key).await? {
+            Ok(false) => match self.new_cas(label, key).await? {
                 Ok(fresh) => Err(CasError::CasFailed(fresh)),
                 Err(e) => Err(CasError::StoreError(e)),
             },
             Err(e) => Err(CasError::StoreError(Error::Other(e))),
-        };
-        self.close_cas(cas)?;
-        Ok(answer)
+        })
     }
 }
 
@@ -302,7 +309,8 @@ impl wasi::keyvalue::atomics::HostCas for GuestState {
         bucket: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<OpenCas>, Error>> {
-        self.new_cas(&bucket, key).await
+        let label = self.table.get(&bucket)?.label.clone();
+        self.new_cas(label, key).await
     }
 
     async fn current(
@@ -320,7 +328,7 @@ impl wasi::keyvalue::atomics::HostCas for GuestState {
             Ok(seen) => seen,
             Err(e) => return Ok(Err(e)),
         };
-        self.table.get_mut(&cas)?.seen = seen.clone();
+        self.table.get_mut(&cas)?.seen = seen.as_deref().map(value_digest);
         Ok(Ok(seen))
     }
 

@@ -9,14 +9,21 @@
 //!   connection's `max_page_count` is what the tenant's other files leave;
 //! - no other file is reachable: `ATTACH` (and `VACUUM INTO`, which
 //!   attaches) is refused by SQLite's own limit, extensions never load;
-//! - a result is at most [`MAX_RESULT_BYTES`].
+//! - guest SQL passes an authorizer: only harmless `PRAGMA`s run (no
+//!   `max_page_count`, `hard_heap_limit`, `temp_store_directory`, ...),
+//!   and no `TEMP` objects (they would live outside the quota), with
+//!   SQLite's defensive mode on;
+//! - a string or blob is at most [`MAX_RESULT_BYTES`] inside SQLite, and a
+//!   result at most that in all.
 //!
 //! Calls block: run them off the executor.
 
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +88,81 @@ pub(crate) enum SqliteFailure {
 #[derive(Debug)]
 pub(crate) struct SqliteConnection {
     connection: Arc<Mutex<Connection>>,
+    /// Set while the host itself runs a statement, which the authorizer
+    /// then lets through.
+    host_statement: Arc<AtomicBool>,
+    /// The tenant's directory and this file, to keep the quota current.
+    quota: Quota,
+}
+
+/// What sizes a connection: the tenant's quota, its directory and the
+/// file it is charged for.
+#[derive(Clone, Debug)]
+struct Quota {
+    tenant_bytes: u64,
+    tenant_dir: PathBuf,
+    file: PathBuf,
+}
+
+/// PRAGMAs that only describe the schema or check the file: a guest may
+/// run them with or without an argument.
+const QUERY_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+];
+/// PRAGMAs a guest may read (without an argument).
+const READABLE_PRAGMAS: &[&str] = &[
+    "foreign_keys",
+    "user_version",
+    "application_id",
+    "page_count",
+    "freelist_count",
+];
+/// PRAGMAs a guest may also set: they change only its own connection or
+/// its own file's header.
+const SETTABLE_PRAGMAS: &[&str] = &[
+    "foreign_keys",
+    "defer_foreign_keys",
+    "recursive_triggers",
+    "user_version",
+    "application_id",
+];
+
+/// Whether guest SQL may do `action`.
+fn authorize(action: &AuthAction<'_>) -> Authorization {
+    let allowed = match action {
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value,
+        } => {
+            let name = pragma_name.to_ascii_lowercase();
+            QUERY_PRAGMAS.contains(&name.as_str())
+                || match pragma_value {
+                    None => READABLE_PRAGMAS.contains(&name.as_str()),
+                    Some(_) => SETTABLE_PRAGMAS.contains(&name.as_str()),
+                }
+        }
+        AuthAction::Attach { .. }
+        | AuthAction::Detach { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => false,
+        _ => true,
+    };
+    if allowed {
+        Authorization::Allow
+    } else {
+        Authorization::Deny
+    }
 }
 
 impl SqliteDatabases {
@@ -120,41 +202,82 @@ impl SqliteDatabases {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
         }
-        let others = used_bytes(&self.root.join(&scope.tenant), &path);
-        let connection = Connection::open_with_flags(
+        let mut connection = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| io(&e))?;
+        use rusqlite::limits::Limit;
+        let max_length = i32::try_from(MAX_RESULT_BYTES).unwrap_or(i32::MAX);
+        for (limit, value) in [
+            (Limit::SQLITE_LIMIT_ATTACHED, 0),
+            (Limit::SQLITE_LIMIT_LENGTH, max_length),
+            (Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 20),
+        ] {
+            connection.set_limit(limit, value).map_err(|e| io(&e))?;
+        }
         connection
-            .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)
+            .set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
             .map_err(|e| io(&e))?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 1000;")
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 1000; \
+                 PRAGMA journal_size_limit = {MAX_RESULT_BYTES};"
+            ))
             .map_err(|e| io(&e))?;
-        let page_size: i64 = connection
-            .query_row("PRAGMA page_size", [], |row| row.get(0))
-            .map_err(|e| io(&e))?;
-        let page_size = u64::try_from(page_size).unwrap_or(4096).max(1);
-        let pages = self.tenant_quota_bytes.saturating_sub(others) / page_size;
-        // SQLite keeps max_page_count at least the current size: a file
-        // already over the quota can shrink, not grow.
+        let host_statement = Arc::new(AtomicBool::new(false));
+        let host = host_statement.clone();
         connection
-            .query_row(
-                &format!("PRAGMA max_page_count = {}", pages.max(1)),
-                [],
-                |_| Ok(()),
-            )
+            .authorizer(Some(move |context: AuthContext<'_>| {
+                if host.load(Ordering::Relaxed) {
+                    Authorization::Allow
+                } else {
+                    authorize(&context.action)
+                }
+            }))
             .map_err(|e| io(&e))?;
+        let quota = Quota {
+            tenant_bytes: self.tenant_quota_bytes,
+            tenant_dir: self.root.join(&scope.tenant),
+            file: path,
+        };
+        fit_quota(&connection, &quota, &host_statement).map_err(|e| io(&e))?;
         Ok(SqliteConnection {
             connection: Arc::new(Mutex::new(connection)),
+            host_statement,
+            quota,
         })
     }
 }
 
-/// Bytes the files under `dir` (recursively) use, except `except`.
+/// Sets the connection's `max_page_count` to what the tenant's other files
+/// leave of its quota. SQLite keeps it at least the file's current size: a
+/// file already over the quota can shrink, not grow.
+fn fit_quota(
+    connection: &Connection,
+    quota: &Quota,
+    host_statement: &AtomicBool,
+) -> rusqlite::Result<()> {
+    host_statement.store(true, Ordering::Relaxed);
+    let result = (|| {
+        let others = used_bytes(&quota.tenant_dir, &quota.file);
+        let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let page_size = u64::try_from(page_size).unwrap_or(4096).max(1);
+        let pages = quota.tenant_bytes.saturating_sub(others) / page_size;
+        connection.query_row(
+            &format!("PRAGMA max_page_count = {}", pages.max(1)),
+            [],
+            |_| Ok(()),
+        )
+    })();
+    host_statement.store(false, Ordering::Relaxed);
+    result
+}
+
+/// Bytes the files under `dir` (recursively) use, except `except` (and
+/// its `-wal` and `-shm` companions, which are its own).
 fn used_bytes(dir: &Path, except: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -165,13 +288,24 @@ fn used_bytes(dir: &Path, except: &Path) -> u64 {
             let path = entry.path();
             match entry.file_type() {
                 Ok(t) if t.is_dir() => used_bytes(&path, except),
-                Ok(t) if t.is_file() && !path.starts_with(except) => {
+                Ok(t) if t.is_file() && !is_file_of(&path, except) => {
                     entry.metadata().map_or(0, |m| m.len())
                 }
                 _ => 0,
             }
         })
         .sum()
+}
+
+/// Whether `path` is `database` or one of its SQLite companion files.
+fn is_file_of(path: &Path, database: &Path) -> bool {
+    let (Some(name), Some(db)) = (path.to_str(), database.to_str()) else {
+        return false;
+    };
+    name == db
+        || name
+            .strip_prefix(db)
+            .is_some_and(|rest| rest == "-wal" || rest == "-shm")
 }
 
 /// Letters, digits, `-` and `_`, 1 to 64 of them.
@@ -191,6 +325,10 @@ impl SqliteConnection {
         parameters: Vec<Value>,
     ) -> Result<Rows, SqliteFailure> {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        // Other connections of the tenant may have grown since the last
+        // statement: charge this one what is left now.
+        fit_quota(&connection, &self.quota, &self.host_statement)
+            .map_err(|e| SqliteFailure::Io(e.to_string()))?;
         let deadline = Instant::now() + STATEMENT_TIME_LIMIT;
         connection
             .progress_handler(10_000, Some(move || Instant::now() > deadline))
@@ -235,6 +373,8 @@ impl SqliteConnection {
     pub(crate) fn share(&self) -> SqliteConnection {
         SqliteConnection {
             connection: self.connection.clone(),
+            host_statement: self.host_statement.clone(),
+            quota: self.quota.clone(),
         }
     }
 }
@@ -352,6 +492,32 @@ mod tests {
             assert!(exec(&c, &sql).is_err(), "{sql}");
         }
         assert!(!outside.exists());
+        // PRAGMAs that reach past this file, its quota or the guest's
+        // limits, and TEMP objects (outside the quota), are refused.
+        for sql in [
+            "PRAGMA hard_heap_limit = 1",
+            "PRAGMA soft_heap_limit = 1",
+            "PRAGMA max_page_count = 4294967294",
+            "PRAGMA page_size = 65536",
+            "PRAGMA temp_store_directory = '/tmp'",
+            "PRAGMA temp_store = MEMORY",
+            "PRAGMA cache_size = 1000000",
+            "PRAGMA writable_schema = 1",
+            "PRAGMA journal_mode = DELETE",
+            "PRAGMA max_page_count",
+            "CREATE TEMP TABLE t (x)",
+            "SELECT zeroblob(999999999)",
+        ] {
+            assert!(exec(&c, sql).is_err(), "{sql}");
+        }
+        // Harmless ones still work.
+        exec(&c, "CREATE TABLE kept (x)").unwrap();
+        exec(&c, "PRAGMA user_version = 3").unwrap();
+        assert_eq!(
+            exec(&c, "PRAGMA user_version").unwrap().rows,
+            vec![vec![Value::Integer(3)]]
+        );
+        assert_eq!(exec(&c, "PRAGMA table_info(kept)").unwrap().rows.len(), 1);
         // Labels and ids that are not one safe path segment open nothing.
         for (s, label) in [
             (scope("t1", "a"), "../x"),
@@ -368,7 +534,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dbs = SqliteDatabases::new(dir.path().to_path_buf(), 1 << 20);
         let a = dbs.open(&scope("t1", "a"), "default").unwrap();
+        // Opened before `a` grows: it must still be charged what `a` takes.
+        let b = dbs.open(&scope("t1", "b"), "default").unwrap();
         exec(&a, "CREATE TABLE t (b BLOB)").unwrap();
+        exec(&b, "CREATE TABLE t (b BLOB)").unwrap();
         let fill = |c: &SqliteConnection| loop {
             match c.execute(
                 "INSERT INTO t VALUES (?)",
@@ -383,10 +552,12 @@ mod tests {
         assert!(matches!(kept, Value::Integer(n) if n > 0));
         drop(a);
         // Another app of the same tenant finds the quota used.
-        let b = dbs.open(&scope("t1", "b"), "default").unwrap();
-        exec(&b, "CREATE TABLE t (b BLOB)").ok();
         let blob = vec![Value::Blob(vec![7; 256 << 10])];
-        assert!(b.execute("INSERT INTO t VALUES (?)", blob.clone()).is_err());
+        assert_eq!(
+            b.execute("INSERT INTO t VALUES (?)", blob.clone())
+                .unwrap_err(),
+            SqliteFailure::Full
+        );
         // Another tenant does not.
         let c = dbs.open(&scope("t2", "a"), "default").unwrap();
         exec(&c, "CREATE TABLE t (b BLOB)").unwrap();

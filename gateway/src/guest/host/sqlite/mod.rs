@@ -78,7 +78,7 @@ const V2: &str = "fermyon:spin/sqlite@2.0.0";
 const V3: &str = "spin:sqlite/sqlite@3.0.0";
 
 /// Databases one instance may have open at once.
-const MAX_OPEN_DATABASES: usize = 64;
+const MAX_OPEN_DATABASES: usize = 8;
 
 /// True when `interface` (an import name, with version) is served here.
 pub(crate) fn provides(interface: &str) -> bool {
