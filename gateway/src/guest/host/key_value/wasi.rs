@@ -14,7 +14,9 @@
 //!   cursor, as Spin does; a cursor it was given lists the keys after it.
 
 use super::backend::{KeyAndValue, MAX_KEYS_PER_STORE, value_digest};
-use super::{MAX_BATCH_KEYS, MAX_OPEN_STORES, OpenRefusal, OpenStore, check_key, check_value};
+use super::store::{
+    MAX_BATCH_KEYS, MAX_OPEN_STORES, OpenRefusal, OpenStore, check_key, check_value,
+};
 use crate::guest::state::GuestState;
 use wasmtime::component::{HasSelf, Linker, Resource};
 
@@ -71,7 +73,7 @@ wasmtime::component::bindgen!({
     ",
     imports: { default: async | trappable },
     with: {
-        "wasi:keyvalue/store.bucket": super::OpenStore,
+        "wasi:keyvalue/store.bucket": super::store::OpenStore,
         "wasi:keyvalue/atomics.cas": OpenCas,
     },
 });

@@ -5,7 +5,7 @@
 //! tokio-postgres can send. Types tokio-postgres lacks (interval, numeric
 //! ranges, an untyped NULL, raw bytes) get small wrappers here.
 
-use super::spin::postgres::postgres::{
+use super::bindings::spin::postgres::postgres::{
     DbDataType, DbValue, Interval, ParameterValue, RangeBoundKind,
 };
 use bytes::BytesMut;
