@@ -389,3 +389,47 @@ async fn outbound_postgres_maps_every_type_within_the_allow_list() {
         assert_eq!(reply.status, 500, "{build}: {}", reply.text());
     }
 }
+
+/// The older `fermyon:spin/postgres@2.0.0` (spin-sdk's `pg`) over the same
+/// sessions: its value set, `unsupported` for the rest, and the same
+/// allow-list refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_postgres_2_serves_the_older_value_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let address = "host=localhost port=5432 user=postgres dbname=postgres";
+    let path = format!("/pg2-walk?address={}", address.replace(' ', "%20"));
+    let walk = [
+        "n DbDataType::Int32 DbValue::Int32(42)",
+        "s DbDataType::Str DbValue::Str(\"x\")",
+        "b DbDataType::Binary DbValue::Binary([1, 2])",
+        "f DbDataType::Boolean DbValue::Boolean(true)",
+        "z DbDataType::Int64 DbValue::DbNull",
+        "d DbDataType::Other DbValue::Unsupported",
+        "execute Ok(3)",
+        "bad sql Err(Error::QueryFailed(\"ERROR: syntax error at or near \\\"SELEC\\\"\"))",
+    ]
+    .join("\n");
+    for (build, wasm) in BUILDS {
+        let apps = [
+            app(
+                dir.path(),
+                "pg",
+                wasm,
+                &["postgres://localhost:5432".into()],
+                "",
+            ),
+            app(dir.path(), "pg-none", wasm, &[], ""),
+        ];
+        let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        let reply = get(&gw, "pg.localhost", &path).await;
+        assert_suite_reply(build, &reply, 200, &walk);
+        let reply = get(&gw, "pg-none.localhost", &path).await;
+        assert_suite_reply(
+            &format!("{build} denied"),
+            &reply,
+            500,
+            "Error::ConnectionFailed(\"address postgres://localhost:5432 is not permitted\")",
+        );
+    }
+}

@@ -233,6 +233,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                 Err(e) => respond(out, 500, &[], e.into_bytes()).await,
             }
         }
+        "pg2-walk" => match pg2_walk(&guest_common::param(query, "address").replace("%20", " ")) {
+            Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
+            Err(e) => respond(out, 500, &[], e.into_bytes()).await,
+        },
         "pg-walk" => match pg_walk(&guest_common::param(query, "address").replace("%20", " ")) {
             Ok(report) => respond(out, 200, &[], report.into_bytes()).await,
             Err(e) => respond(out, 500, &[], e.into_bytes()).await,
@@ -292,6 +296,33 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         "panic" => panic!("guest secret sk_live_do_not_leak"),
         _ => respond(out, 404, &[], b"no such test route\n".to_vec()).await,
     }
+}
+
+/// fermyon:spin/postgres@2.0.0 (spin-sdk's `pg`): the older value set,
+/// with a type it has no case for coming back `unsupported`.
+fn pg2_walk(address: &str) -> Result<String, String> {
+    use spin_sdk::pg::{Connection, ParameterValue as P};
+    let fail = |e: spin_sdk::pg::PgError| format!("{e:?}");
+    let db = Connection::open(address).map_err(fail)?;
+    let rows = db
+        .query(
+            "SELECT $1::int4 + 1 AS n, $2::text AS s, $3::bytea AS b, $4::bool AS f, \
+             NULL::int8 AS z, '2024-01-01'::date AS d",
+            &[P::Int32(41), P::Str("x".into()), P::Binary(vec![1, 2]), P::Boolean(true)],
+        )
+        .map_err(fail)?;
+    let mut steps: Vec<String> = rows
+        .columns
+        .iter()
+        .zip(&rows.rows[0])
+        .map(|(c, v)| format!("{} {:?} {v:?}", c.name, c.data_type))
+        .collect();
+    steps.push(format!(
+        "execute {:?}",
+        db.execute("SELECT 1 FROM generate_series(1, 3)", &[])
+    ));
+    steps.push(format!("bad sql {:?}", db.query("SELEC 1", &[]).map(|_| ())));
+    Ok(steps.join("\n"))
 }
 
 /// spin:postgres@4.0.0 as Spin's suite uses it: the session is one backend,

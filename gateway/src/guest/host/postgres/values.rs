@@ -8,6 +8,7 @@
 use super::bindings::spin::postgres::postgres::{
     DbDataType, DbValue, Interval, ParameterValue, RangeBoundKind,
 };
+use super::session::Parameter;
 use bytes::BytesMut;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use postgres_range::{BoundSided, BoundType, Normalizable, Range, RangeBound};
@@ -18,9 +19,6 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, accepts, to_sql_checked};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
-
-/// A parameter ready to send.
-pub(crate) type Parameter = Box<dyn ToSql + Sync + Send>;
 
 /// The interface's name for a column's type.
 pub(crate) fn data_type(ty: &Type) -> DbDataType {
@@ -55,14 +53,9 @@ pub(crate) fn data_type(ty: &Type) -> DbDataType {
 /// Column `i` of `row`, as the interface carries it.
 pub(crate) fn value(row: &Row, i: usize) -> Result<DbValue, String> {
     let ty = row.columns()[i].type_().clone();
-    let failed = |e: tokio_postgres::Error| {
-        format!("column {} ({}): {e}", row.columns()[i].name(), ty.name())
-    };
     macro_rules! get {
         ($t:ty, $case:expr) => {
-            row.try_get::<_, Option<$t>>(i)
-                .map_err(failed)?
-                .map_or(DbValue::DbNull, $case)
+            super::session::column::<$t>(row, i)?.map_or(DbValue::DbNull, $case)
         };
     }
     Ok(match ty {
