@@ -159,7 +159,7 @@ def run_gateway(gateway, manifest, data):
     listen, metrics = free_port(), free_port()
     process = subprocess.Popen(
         [gateway, "--listen", f"127.0.0.1:{listen}", "--metrics-listen", f"127.0.0.1:{metrics}",
-         "--no-api", "--block-networks", "none", "--data-dir", str(data),
+         "--no-api", "--block-networks", "none", "--outbound-postgres", "--data-dir", str(data),
          # Tests that send no Host header reach the app as the address the
          # client dials, as Spin (one app per process) serves any host.
          "--app", f"example.com={manifest}", "--app", f"127.0.0.1={manifest}"],

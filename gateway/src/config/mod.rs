@@ -449,6 +449,7 @@ mod tests {
             ),
             ("outbound.max_timeout_ms", "outbound-max-timeout-ms"),
             ("outbound.idle_timeout_ms", "outbound-idle-timeout-ms"),
+            ("outbound.postgres", "outbound-postgres"),
             ("outbound.extra_ca_file", "outbound-extra-ca-file"),
             ("outbound.tenant_policies", "tenant-policy"),
             ("control.api", "no-api"),

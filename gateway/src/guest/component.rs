@@ -60,6 +60,11 @@ impl ComponentRunner {
                 labels.component
             )
         })?;
+        let sockets = outbound.socket_gate();
+        // WASI 0.3's socket creation is not capped yet (only 0.2's
+        // `tcp-create-socket` is), so only direct-engine (0.2) components
+        // get TCP.
+        let tcp = runtime.is_direct(&component) && sockets.allows_any_connect();
         let factory = GuestFactory {
             engine: component.engine().clone(),
             tick: runtime.config.epoch_tick(),
@@ -68,7 +73,8 @@ impl ComponentRunner {
             output_labels: Arc::new(labels.clone()),
             labels: labels.clone(),
             metrics,
-            sockets: Arc::new(outbound.socket_gate()),
+            sockets: Arc::new(sockets),
+            tcp,
             outbound,
             stopping: runtime.stopping(),
             failures: runtime.failure_logs.tenant(&labels.tenant),

@@ -52,6 +52,8 @@ pub(crate) struct GuestFactory {
     pub(super) outbound: Arc<ComponentOutbound>,
     /// What its guests' raw TCP connects may reach.
     pub(super) sockets: Arc<SocketGate>,
+    /// Whether its guests get TCP at all.
+    pub(super) tcp: bool,
     /// The runtime's flag: set, every instance stops at its next tick.
     pub(super) stopping: Arc<AtomicBool>,
     /// Where its guests' failures are logged, rate-limited per tenant.
@@ -71,7 +73,7 @@ impl GuestFactory {
                 GuestStream::Stderr,
             ))
             .envs(&self.environment.env)
-            .allow_tcp(self.sockets.allows_any_connect())
+            .allow_tcp(self.tcp)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
         let gate = self.sockets.clone();

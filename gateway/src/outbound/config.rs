@@ -39,6 +39,9 @@ pub struct OutboundConfig {
     /// Chained and self-route hops one request may take before the guest
     /// gets `loop-detected`.
     pub max_hops: u32,
+    /// Whether guests may open PostgreSQL sessions (off until the known
+    /// issues with hostile servers are fixed; see the README's "Not yet").
+    pub postgres: bool,
 }
 
 impl Default for OutboundConfig {
@@ -57,6 +60,7 @@ impl Default for OutboundConfig {
             tenant_policies: BTreeMap::new(),
             audit_log: None,
             max_hops: 10,
+            postgres: false,
         }
     }
 }
@@ -120,12 +124,20 @@ pub struct OutboundArgs {
     /// Chained and self-route hops one request may take.
     #[arg(long, env = "OKRA_MAX_HOPS")]
     pub max_hops: Option<u32>,
+    /// Let guests open PostgreSQL sessions (off by default: a hostile
+    /// server can still exhaust the gateway; see the README's "Not yet").
+    #[arg(long = "outbound-postgres", env = "OKRA_OUTBOUND_POSTGRES")]
+    #[serde(skip)]
+    pub postgres: bool,
 }
 
 impl OutboundArgs {
     /// Adds the repeated flags to `config`'s lists (the rest merge by key).
     pub fn extend(&self, config: &mut OutboundConfig) -> anyhow::Result<()> {
         config.resolve.extend(self.resolve.iter().cloned());
+        if self.postgres {
+            config.postgres = true;
+        }
         for spec in &self.tenant_policies {
             let Some((tenant, path)) = spec.split_once('=') else {
                 bail!("--tenant-policy {spec:?}: expected TENANT=path/to/policy.json");

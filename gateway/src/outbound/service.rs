@@ -53,6 +53,11 @@ impl ServiceRefusal {
 }
 
 impl ComponentOutbound {
+    /// Whether the operator lets guests open PostgreSQL sessions.
+    pub(crate) fn postgres_enabled(&self) -> bool {
+        self.outbound.config.postgres
+    }
+
     /// Whether `allowed_outbound_hosts` covers `address` (a URL, or
     /// `host:port` read with `default_scheme`), as Spin checks it.
     pub(crate) fn allows_service(&self, address: &str, default_scheme: &str) -> bool {

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 /// Everything outbound, shared by every app: the operator's rules and one
 /// pool per tenant, made on first use.
 pub(crate) struct Outbound {
-    config: OutboundConfig,
+    pub(super) config: OutboundConfig,
     resolver: Arc<Resolver>,
     pub(super) blocked: Arc<BlockedNetworks>,
     tls: tokio_rustls::TlsConnector,

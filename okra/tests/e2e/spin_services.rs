@@ -372,7 +372,7 @@ async fn outbound_postgres_maps_every_type_within_the_allow_list() {
             app(dir.path(), "pg-none", wasm, &[], ""),
         ];
         let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
-        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none", "--outbound-postgres"]);
         let path = format!("/pg-walk?address={}", address.replace(' ', "%20"));
         let reply = get(&gw, "pg.localhost", &path).await;
         assert_suite_reply(build, &reply, 200, &walk);
@@ -384,9 +384,25 @@ async fn outbound_postgres_maps_every_type_within_the_allow_list() {
             "Error::ConnectionFailed(\"address postgres://localhost:5432 is not permitted\")",
         );
         drop(gw);
-        let gw = Gateway::start_apps(&apps, &[]);
+        // The block list still applies, and the refusal names no address.
+        let gw = Gateway::start_apps(&apps, &["--outbound-postgres"]);
         let reply = get(&gw, "pg.localhost", &path).await;
         assert_eq!(reply.status, 500, "{build}: {}", reply.text());
+        assert!(
+            reply.text().contains("blocked network") && !reply.text().contains("127.0.0.1"),
+            "{build}: {}",
+            reply.text()
+        );
+        drop(gw);
+        // Without the operator's --outbound-postgres, no session opens.
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        let reply = get(&gw, "pg.localhost", &path).await;
+        assert_eq!(reply.status, 500, "{build}: {}", reply.text());
+        assert!(
+            reply.text().contains("--outbound-postgres"),
+            "{build}: {}",
+            reply.text()
+        );
     }
 }
 
@@ -421,7 +437,7 @@ async fn outbound_postgres_2_serves_the_older_value_set() {
             app(dir.path(), "pg-none", wasm, &[], ""),
         ];
         let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
-        let gw = Gateway::start_apps(&apps, &["--block-networks", "none"]);
+        let gw = Gateway::start_apps(&apps, &["--block-networks", "none", "--outbound-postgres"]);
         let reply = get(&gw, "pg.localhost", &path).await;
         assert_suite_reply(build, &reply, 200, &walk);
         let reply = get(&gw, "pg-none.localhost", &path).await;

@@ -85,6 +85,12 @@ pub(super) async fn connect(
     outbound: &ComponentOutbound,
     address: &str,
 ) -> Result<PgConnection, String> {
+    if !outbound.postgres_enabled() {
+        return Err(
+            "outbound PostgreSQL is off on this gateway (the operator turns it on with --outbound-postgres)"
+                .into(),
+        );
+    }
     let config: tokio_postgres::Config = address
         .parse()
         .map_err(|e: tokio_postgres::Error| e.to_string())?;
@@ -156,7 +162,15 @@ pub(super) async fn query<V>(
             let row = row.map_err(StatementError::Failed)?;
             let mut values = Vec::with_capacity(row.len());
             for i in 0..row.len() {
-                let value = convert(&row, i).map_err(StatementError::Conversion)?;
+                // Decoders a server's bytes can make panic (rust_decimal
+                // past 96 bits, range normalising at the type's limit)
+                // cost this value, not the gateway's task.
+                let value =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(&row, i)))
+                        .unwrap_or_else(|_| {
+                            Err(format!("column {i}: the value cannot be converted"))
+                        })
+                        .map_err(StatementError::Conversion)?;
                 bytes += size(&value);
                 values.push(value);
             }
@@ -202,7 +216,11 @@ pub(super) fn parameters<P>(
     params
         .into_iter()
         .enumerate()
-        .map(|(i, p)| convert(p).map_err(|e| format!("parameter ${}: {e}", i + 1)))
+        .map(|(i, p)| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(p)))
+                .unwrap_or_else(|_| Err("the value cannot be sent".into()))
+                .map_err(|e| format!("parameter ${}: {e}", i + 1))
+        })
         .collect()
 }
 
@@ -280,3 +298,21 @@ macro_rules! host_connection {
     };
 }
 pub(super) use host_connection;
+
+#[cfg(test)]
+mod tests {
+    use super::super::bindings::spin::postgres::postgres::{ParameterValue, RangeBoundKind};
+    use super::super::values;
+    use super::*;
+
+    #[test]
+    fn a_parameter_whose_conversion_panics_is_a_bad_parameter_not_a_crash() {
+        // Normalising an inclusive upper bound at i32::MAX overflows (the
+        // range crate asserts): the guest gets a refusal naming it.
+        let range = ParameterValue::RangeInt32((None, Some((i32::MAX, RangeBoundKind::Inclusive))));
+        match parameters(vec![ParameterValue::Int32(1), range], values::parameter) {
+            Err(e) => assert_eq!(e, "parameter $2: the value cannot be sent"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+}
