@@ -7,6 +7,7 @@ use crate::auth::{generate_token, hash_token, token_matches};
 use crate::bundle::{self, BundleLimits};
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::hostnames::{app_hosts, default_host, host_key, normalize_domain};
+use crate::kv_api;
 use crate::model::{AppRecord, OPERATOR_TENANT, TenantRecord, VersionRecord, validate_name};
 use crate::openapi_schemas::{BundleBytes, PolicyBody, VariableValues};
 use crate::quotas::Quotas;
@@ -54,6 +55,9 @@ pub struct ApiConfig {
     /// data (SQLite databases) are refused, since every gateway would hold
     /// a different copy.
     pub shared_store: bool,
+    /// Apps' key-value data, which `…/kv/…` reads and writes; `None`: those
+    /// endpoints answer 503.
+    pub key_value: Option<okra_kv::KeyValue>,
 }
 
 /// What a gateway reports about an app it builds, when the API runs inside one.
@@ -155,9 +159,9 @@ type ApiResult<T> = Result<T, ApiError>;
 /// The OpenAPI 3 document, generated from the handlers and their types.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Okra API", description = "Tenants, apps, versions, variables and domains of an Okra gateway"),
-    paths(create_tenant, list_tenants, show_tenant, delete_tenant, set_limits, set_policy, list_apps, show_app, deploy, rollback, delete_app, set_variables, list_variables, unset_variable, add_domain, remove_domain),
-    components(schemas(ErrorBody, ErrorDetail, AppStatus, Limits)),
+    info(title = "Okra API", description = "Tenants, apps, versions, variables, domains and key-value data of an Okra gateway"),
+    paths(create_tenant, list_tenants, show_tenant, delete_tenant, set_limits, set_policy, list_apps, show_app, deploy, rollback, delete_app, set_variables, list_variables, unset_variable, add_domain, remove_domain, kv_api::list_keys, kv_api::get_value, kv_api::put_value, kv_api::delete_value),
+    components(schemas(ErrorBody, ErrorDetail, AppStatus, Limits, kv_api::KvKeys)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -186,6 +190,11 @@ async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 /// The router for every `/v1` endpoint.
 pub fn router(api: Arc<Api>) -> Router {
     let bundle_limit = api.config.max_bundle_bytes;
+    let key_value = Arc::new(kv_api::KvState {
+        store: api.store.clone(),
+        admin_token_hash: api.config.admin_token_hash.clone(),
+        key_value: api.config.key_value.clone(),
+    });
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
@@ -218,32 +227,15 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .fallback(|| async { ApiError::not_found("no such API endpoint; see /v1/openapi.json") })
         .with_state(api)
+        .merge(kv_api::router(key_value))
 }
 
 // ---- auth ----
 
-fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
-    const HOW: &str = "send `Authorization: Bearer <token>` (the okra CLI: --token or OKRA_TOKEN)";
-    let Some(header) = headers.get(http::header::AUTHORIZATION) else {
-        return Err(ApiError::unauthorized(format!("no token: {HOW}")));
-    };
-    header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            ApiError::unauthorized(format!(
-                "the Authorization header holds no bearer token: {HOW}"
-            ))
-        })
-}
-
 impl Api {
     /// Admin only.
     fn admin(&self, headers: &HeaderMap) -> ApiResult<()> {
-        let token = bearer(headers)?;
+        let token = crate::auth::bearer(headers)?;
         if token_matches(token, &self.config.admin_token_hash) {
             Ok(())
         } else {
@@ -257,15 +249,8 @@ impl Api {
     /// same way, so tokens reveal nothing about other tenants; only the
     /// admin learns that a tenant does not exist.
     async fn tenant_for(&self, headers: &HeaderMap, tenant: &str) -> ApiResult<TenantRecord> {
-        let token = bearer(headers)?;
-        let admin = token_matches(token, &self.config.admin_token_hash);
-        match self.store.tenant(tenant).await? {
-            Some(record) if admin || token_matches(token, &record.token_hash) => Ok(record),
-            None if admin => Err(ApiError::not_found(format!("no tenant {tenant:?}"))),
-            _ => Err(ApiError::forbidden(format!(
-                "this token may not act on tenant {tenant:?}"
-            ))),
-        }
+        crate::auth::tenant_access(&*self.store, &self.config.admin_token_hash, headers, tenant)
+            .await
     }
 
     /// Applies `change` to tenant `tenant`'s record, which must exist, and
@@ -811,16 +796,23 @@ async fn delete_tenant(
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {
     api.admin(&headers)?;
+    let mut data_id = None;
     api.store
         .update_tenant(&tenant, &mut |record: &mut Option<TenantRecord>| {
             // Its domains are released with it.
-            record
+            let gone = record
                 .take()
-                .map(|_| ())
-                .ok_or_else(|| Rejection::NotFound(format!("no tenant {tenant:?}")))
+                .ok_or_else(|| Rejection::NotFound(format!("no tenant {tenant:?}")))?;
+            data_id = Some(gone.data_id().to_string());
+            Ok(())
         })
         .await?;
     tracing::info!(%tenant, "tenant deleted");
+    if let (Some(kv), Some(id)) = (&api.config.key_value, data_id)
+        && let Err(e) = kv.forget_tenant(&id).await
+    {
+        tracing::warn!(%tenant, "the deleted tenant's key-value data stays: {e}");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1075,12 +1067,18 @@ async fn delete_app(
     api.tenant_for(&headers, &tenant).await?;
     let Query(DeleteApp { purge }) =
         query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let mut purged = None;
     api.change_tenant(&tenant, |tenant_record| {
         if purge {
             // Its domains go with it.
-            return tenant_record.apps.remove(&app).map(|_| ()).ok_or_else(|| {
+            let gone = tenant_record.apps.remove(&app).ok_or_else(|| {
                 Rejection::NotFound(format!("tenant {tenant:?} has no app {app:?}"))
+            })?;
+            purged = Some(okra_kv::Scope {
+                tenant: tenant_record.data_id().to_string(),
+                app: gone.data_id().to_string(),
             });
+            return Ok(());
         }
         let record = app_mut(tenant_record, &app)?;
         if record.current.is_none() {
@@ -1096,6 +1094,12 @@ async fn delete_app(
     })
     .await?;
     tracing::info!(%tenant, %app, purge, "app deleted");
+    // A purged app's key-value data would be unreachable, yet counted.
+    if let (Some(kv), Some(scope)) = (&api.config.key_value, purged)
+        && let Err(e) = kv.forget_app(&scope).await
+    {
+        tracing::warn!(%tenant, %app, "the purged app's key-value data stays: {e}");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1299,6 +1303,7 @@ async fn remove_domain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::bearer;
 
     #[test]
     fn a_missing_token_and_a_malformed_one_are_told_apart() {
@@ -1417,6 +1422,7 @@ mod tests {
             default_limits: Limits::default(),
             public_port: 80,
             shared_store: false,
+            key_value: None,
         };
         let api = Arc::new(Api::new(store, Arc::new(Held(gate.clone())), None, config));
         let tenant = |name: &str| TenantRecord {

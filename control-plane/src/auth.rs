@@ -1,6 +1,11 @@
 //! Bearer tokens: generation, the hashes the store keeps instead of tokens,
-//! and constant-time checks of a presented token against a stored hash.
+//! constant-time checks of a presented token against a stored hash, and who
+//! a request's token lets act on a tenant.
 
+use crate::error::ApiError;
+use crate::model::TenantRecord;
+use crate::store::Store;
+use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use subtle::ConstantTimeEq;
@@ -47,6 +52,47 @@ pub fn admin_token_hash(given: Option<&str>, file: &Path) -> std::io::Result<Str
     std::io::Write::write_all(&mut options.open(file)?, format!("{token}\n").as_bytes())?;
     tracing::warn!(file = %file.display(), "generated the admin token; it is in this file");
     Ok(hash_token(&token))
+}
+
+/// The bearer token a request carries, or why it carries none.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    const HOW: &str = "send `Authorization: Bearer <token>` (the okra CLI: --token or OKRA_TOKEN)";
+    let Some(header) = headers.get(http::header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(format!("no token: {HOW}")));
+    };
+    header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized(format!(
+                "the Authorization header holds no bearer token: {HOW}"
+            ))
+        })
+}
+
+/// Checks that the caller is the admin or `tenant` with its own token, and
+/// returns the tenant's record (one read serves both). A token of another
+/// tenant, or for a tenant that does not exist, is refused the same way, so
+/// tokens reveal nothing about other tenants; only the admin learns that a
+/// tenant does not exist.
+pub(crate) async fn tenant_access(
+    store: &dyn Store,
+    admin_token_hash: &str,
+    headers: &HeaderMap,
+    tenant: &str,
+) -> Result<TenantRecord, ApiError> {
+    let token = bearer(headers)?;
+    let admin = token_matches(token, admin_token_hash);
+    match store.tenant(tenant).await? {
+        Some(record) if admin || token_matches(token, &record.token_hash) => Ok(record),
+        None if admin => Err(ApiError::not_found(format!("no tenant {tenant:?}"))),
+        _ => Err(ApiError::forbidden(format!(
+            "this token may not act on tenant {tenant:?}"
+        ))),
+    }
 }
 
 #[cfg(test)]

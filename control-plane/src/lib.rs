@@ -1,7 +1,8 @@
 //! Okra's management plane, as a library: the tenant/app model ([`model`]),
 //! app bundles ([`bundle`]), the stores with their change feed ([`store`]),
 //! what each tenant may keep in them ([`quotas`]),
-//! bearer-token auth ([`auth`]) and the REST API ([`api`]). The `okra` CLI,
+//! bearer-token auth ([`auth`]) and the REST API ([`api`], with apps'
+//! key-value data in [`kv_api`]). The `okra` CLI,
 //! the API's client, is the `okra` crate's.
 //!
 //! Nothing here runs wasm: the gateway plugs its compiler in through
@@ -16,6 +17,7 @@ pub mod bundle;
 pub mod error;
 pub mod health;
 pub mod hostnames;
+pub mod kv_api;
 pub mod model;
 pub mod openapi_schemas;
 pub mod quotas;

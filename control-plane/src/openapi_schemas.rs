@@ -90,8 +90,8 @@ fn policy_definitions() -> Vec<(String, RefOr<Schema>)> {
 
 /// A property schema that says nothing of its type (JSON Schema's "anything
 /// goes", which schemars writes for `auth.jwks`, a JWK set) as an open
-/// object: that is what the field holds, and what OpenAPI's schema types
-/// can express.
+/// object or null: that is what the field holds (null, like every optional
+/// key, means unset), and what OpenAPI's schema types can express.
 fn open_untyped_properties(schema: serde_json::Value) -> serde_json::Value {
     const TYPED: &[&str] = &[
         "type", "$ref", "anyOf", "oneOf", "allOf", "not", "const", "enum",
@@ -103,7 +103,7 @@ fn open_untyped_properties(schema: serde_json::Value) -> serde_json::Value {
         if let Some(map) = property.as_object_mut()
             && !TYPED.iter().any(|k| map.contains_key(*k))
         {
-            map.insert("type".into(), "object".into());
+            map.insert("type".into(), serde_json::json!(["object", "null"]));
         }
         property
     };
@@ -147,5 +147,13 @@ mod tests {
         .unwrap();
         assert_eq!(document["additionalProperties"], false, "{document}");
         assert!(document["properties"]["policy.http.fetch.condition"].is_object());
+        let auth =
+            serde_json::to_value(&definitions.iter().find(|(n, _)| n == "AuthKeys").unwrap().1)
+                .unwrap();
+        assert_eq!(
+            auth["properties"]["jwks"]["type"],
+            serde_json::json!(["object", "null"]),
+            "the server takes null for an unset key set: {auth}"
+        );
     }
 }

@@ -30,10 +30,19 @@ pub struct Quotas {
     /// Files of every version a tenant's apps keep, together: each is a
     /// line of its record.
     pub max_stored_files: usize,
+    /// The longest key-value key, in bytes.
+    pub max_kv_key_bytes: usize,
+    /// The largest key-value value, in bytes.
+    pub max_kv_value_bytes: usize,
+    /// Key-value keys a tenant may hold, over all its apps and stores.
+    pub max_kv_keys: u64,
+    /// Bytes of key-value keys and values a tenant may hold, together.
+    pub max_kv_bytes: u64,
 }
 
 impl Default for Quotas {
     fn default() -> Self {
+        let kv = okra_kv::Quota::default();
         Quotas {
             max_apps: 100,
             versions_kept: 10,
@@ -43,6 +52,10 @@ impl Default for Quotas {
             max_policy_bytes: 64 << 10,
             max_stored_bytes: 1 << 30,
             max_stored_files: 50_000,
+            max_kv_key_bytes: kv.max_key_bytes,
+            max_kv_value_bytes: kv.max_value_bytes,
+            max_kv_keys: kv.max_keys,
+            max_kv_bytes: kv.max_bytes,
         }
     }
 }
@@ -75,6 +88,18 @@ pub struct QuotaArgs {
     /// Files of every version a tenant keeps, together.
     #[arg(long, env = "OKRA_MAX_STORED_FILES")]
     pub max_stored_files: Option<usize>,
+    /// The longest key-value key, in bytes.
+    #[arg(long, env = "OKRA_MAX_KV_KEY_BYTES")]
+    pub max_kv_key_bytes: Option<usize>,
+    /// The largest key-value value, in bytes.
+    #[arg(long, env = "OKRA_MAX_KV_VALUE_BYTES")]
+    pub max_kv_value_bytes: Option<usize>,
+    /// Key-value keys a tenant may hold, over all its apps and stores.
+    #[arg(long, env = "OKRA_MAX_KV_KEYS")]
+    pub max_kv_keys: Option<u64>,
+    /// Bytes of key-value keys and values a tenant may hold, together.
+    #[arg(long, env = "OKRA_MAX_KV_BYTES")]
+    pub max_kv_bytes: Option<u64>,
 }
 
 fn over(message: String) -> Rejection {
@@ -82,6 +107,16 @@ fn over(message: String) -> Rejection {
 }
 
 impl Quotas {
+    /// What each tenant may keep in apps' key-value stores.
+    pub fn key_value(&self) -> okra_kv::Quota {
+        okra_kv::Quota {
+            max_key_bytes: self.max_kv_key_bytes,
+            max_value_bytes: self.max_kv_value_bytes,
+            max_keys: self.max_kv_keys,
+            max_bytes: self.max_kv_bytes,
+        }
+    }
+
     /// Refuses a tenant with more apps than allowed.
     pub fn check_apps(&self, tenant: &TenantRecord) -> Result<(), Rejection> {
         if tenant.apps.len() > self.max_apps {

@@ -10,7 +10,6 @@ use crate::app::{App, AppServices, AppSource, Snapshot};
 use crate::config::OperatorConfig;
 use crate::guest::admission::Admissions;
 use crate::guest::engine::Runtime;
-use crate::guest::host::key_value::backend::KeyValueBackend;
 use crate::guest::host::sqlite::databases::{DEFAULT_TENANT_QUOTA_BYTES, SqliteDatabases};
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, Peers};
@@ -283,16 +282,13 @@ fn api(
     } else {
         80
     };
+    let mut api_config = api_config(config, admin_token_hash, default_port);
+    api_config.key_value = Some((*services.key_value).clone());
     let validator = Arc::new(GatewayValidator {
         services,
         default_limits: config.limits.clone(),
     });
-    Ok(Arc::new(Api::new(
-        store,
-        validator,
-        status,
-        api_config(config, admin_token_hash, default_port),
-    )))
+    Ok(Arc::new(Api::new(store, validator, status, api_config)))
 }
 
 /// The API settings from the operator's configuration; `public_port` is
@@ -312,6 +308,7 @@ fn api_config(config: &OperatorConfig, admin_token_hash: String, public_port: u1
             .control
             .store_url(!config.apps.is_empty())
             .is_some_and(|url| url.starts_with("redis://") || url.starts_with("rediss://")),
+        key_value: None,
     }
 }
 
@@ -428,9 +425,7 @@ pub(crate) fn app_services(
             tick,
         )),
         default_cpu_parallelism: (config.edge_threads() / 2).max(1) as u32,
-        key_value: Arc::new(KeyValueBackend::new(
-            node_data_dir(config).join(crate::guest::host::key_value::backend::FILE_NAME),
-        )),
+        key_value: Arc::new(key_value_backend(config)?),
         sqlite: Arc::new(SqliteDatabases::new(
             node_data_dir(config).join("sqlite"),
             DEFAULT_TENANT_QUOTA_BYTES,
@@ -438,6 +433,21 @@ pub(crate) fn app_services(
         metrics,
     });
     Ok((services, peer_health))
+}
+
+/// Apps' key-value data: in the cluster's Redis with a Redis store, so
+/// every gateway sees the same; else in the embedded file.
+fn key_value_backend(config: &OperatorConfig) -> anyhow::Result<okra_kv::KeyValue> {
+    let quota = config.quotas.key_value();
+    match config.control.store_url(!config.apps.is_empty()) {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            okra_kv::KeyValue::redis(&url, quota).map_err(anyhow::Error::msg)
+        }
+        _ => Ok(okra_kv::KeyValue::embedded(
+            node_data_dir(config).join(okra_kv::FILE_NAME),
+            quota,
+        )),
+    }
 }
 
 /// Where node-local guest data (the embedded key-value file, SQLite

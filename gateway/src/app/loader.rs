@@ -8,12 +8,13 @@ use crate::guest::admission::{Admissions, TenantAdmission};
 use crate::guest::component::ComponentRunner;
 use crate::guest::engine::Runtime;
 use crate::guest::factory::GuestEnvironment;
-use crate::guest::host::key_value::backend::{KeyValueBackend, KeyValueGrant, KeyValueScope};
+use crate::guest::host::key_value::grant::KeyValueGrant;
 use crate::guest::host::sqlite::databases::{SqliteDatabases, SqliteGrant, SqliteScope};
 use crate::metrics::ComponentLabels;
 use crate::metrics::Metrics;
 use crate::outbound::{ComponentOutbound, Outbound};
 use anyhow::{Context as _, bail};
+use okra_kv::KeyValue;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub(crate) struct AppServices {
     /// CPU-bound guests a tenant may run at once when its limits do not say.
     pub(crate) default_cpu_parallelism: u32,
     /// Where apps' key-value stores keep their data.
-    pub(crate) key_value: Arc<KeyValueBackend>,
+    pub(crate) key_value: Arc<KeyValue>,
     /// Apps' SQLite databases.
     pub(crate) sqlite: Arc<SqliteDatabases>,
 }
@@ -316,7 +317,7 @@ fn compile_component(
         dirs,
         variables: Arc::new(app.variables.for_component(manifest, id)?),
         key_value: (!component.key_value_stores.is_empty()).then(|| KeyValueGrant {
-            scope: KeyValueScope {
+            scope: okra_kv::Scope {
                 tenant: tenant.data_id.clone(),
                 app: app.data_id.to_string(),
             },

@@ -138,12 +138,15 @@ impl Runtime {
         } else {
             wasm
         };
-        let engine = if exports_only_wasi_http_p2(wasm) {
-            &self.direct.engine
-        } else {
-            &self.concurrent.engine
+        // A wasi:http 0.2 component that imports an async-ABI interface
+        // (spin:key-value@3.0.0, say) does not compile without concurrency:
+        // it goes to the concurrent engine, like a 0.3 one.
+        let component = match exports_only_wasi_http_p2(wasm)
+            .then(|| Component::new(&self.direct.engine, wasm))
+        {
+            Some(Ok(component)) => component,
+            _ => Component::new(&self.concurrent.engine, wasm)?,
         };
-        let component = Component::new(engine, wasm)?;
         let mut compiled = self.lock_compiled();
         if compiled.len() >= MAX_COMPILED_IN_MEMORY
             && let Some(evicted) = compiled.keys().next().copied()

@@ -6,7 +6,7 @@
 use crate::context::inbound::InboundContext;
 use crate::guest::admission::InstanceSlot;
 use crate::guest::failure_log::FailureLog;
-use crate::guest::host::key_value::backend::{KeyValueGrant, KeyValueSession};
+use crate::guest::host::key_value::grant::{KeyValueGrant, KeyValueSession};
 use crate::guest::host::sqlite::databases::SqliteGrant;
 use crate::guest::lifecycle::{GuestFailure, RequestLink, StopCause};
 use crate::guest::output::{GuestOutput, GuestStream};

@@ -3,7 +3,7 @@
 //! that say which limit stopped it.
 
 use crate::guest::admission::{CpuTurn, InstanceSlot};
-use crate::guest::host::key_value::backend::KeyValueSession;
+use crate::guest::host::key_value::grant::KeyValueSession;
 use crate::guest::host::sqlite::databases::SqliteGrant;
 use crate::guest::lifecycle::{RequestLink, StopCause};
 use crate::outbound::OutboundHooks;

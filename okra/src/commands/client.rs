@@ -27,11 +27,7 @@ impl Client {
         &self,
         builder: reqwest::RequestBuilder,
     ) -> anyhow::Result<Option<T>> {
-        let response = builder
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Okra API at {}", self.server))?;
-        self.decode(response).await
+        self.decode(self.dispatch(builder).await?).await
     }
 
     /// Decodes an answer; an API error is shown with the API's own message.
@@ -39,6 +35,37 @@ impl Client {
         &self,
         response: reqwest::Response,
     ) -> anyhow::Result<Option<T>> {
+        let bytes = Self::raw(response).await?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            serde_json::from_slice(&bytes).context("decoding the API's answer")?,
+        ))
+    }
+
+    /// Sends and answers the body's bytes as they are (a key-value value).
+    pub(super) async fn send_raw(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> anyhow::Result<Vec<u8>> {
+        Self::raw(self.dispatch(builder).await?).await
+    }
+
+    /// Sends; failing to reach the API is an error naming it.
+    async fn dispatch(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        builder
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Okra API at {}", self.server))
+    }
+
+    /// A successful answer's body; an API error is shown with the API's own
+    /// message.
+    async fn raw(response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
@@ -50,11 +77,6 @@ impl Client {
                 String::from_utf8_lossy(&bytes)
             );
         }
-        if bytes.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            serde_json::from_slice(&bytes).context("decoding the API's answer")?,
-        ))
+        Ok(bytes.to_vec())
     }
 }

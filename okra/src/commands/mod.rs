@@ -1,17 +1,19 @@
 //! The `okra` command line: build and run an app locally (`okra up`), build
-//! and deploy it (`okra deploy`), and manage tenants, apps, domains and
-//! variables through the REST API. The server, token and tenant come from
+//! and deploy it (`okra deploy`), and manage tenants, apps, domains,
+//! variables and key-value data through the REST API. The server, token and tenant come from
 //! flags, then `OKRA_SERVER`/`OKRA_TOKEN`/`OKRA_TENANT`, then the config file.
 
 mod app_path;
 mod build;
 mod client;
+mod kv;
 mod remote;
 mod settings;
 mod up;
 
 pub use app_path::{AppArg, AppPaths};
 pub use build::build;
+pub use kv::KvCommand;
 
 use clap::{Parser, Subcommand};
 use settings::Settings;
@@ -95,6 +97,12 @@ pub enum Command {
         /// What to do with variables.
         #[command(subcommand)]
         command: VarCommand,
+    },
+    /// An app's key-value data (what its guests see in `key_value_stores`).
+    Kv {
+        /// What to do with the data.
+        #[command(subcommand)]
+        command: KvCommand,
     },
 }
 

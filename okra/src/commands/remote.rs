@@ -333,6 +333,7 @@ pub(super) async fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                 .await?;
             println!("{done} {domain}");
         }
+        Command::Kv { command } => super::kv::run(&client, &tenant()?, command).await?,
         Command::Vars { command } => {
             let tenant = tenant()?;
             let reply: Option<VariableNames> = match command {

@@ -1518,7 +1518,9 @@ async fn the_openapi_document_matches_the_served_api() {
                 .replace("{tenant}", "acme")
                 .replace("{app}", "web")
                 .replace("{domain}", "www.example.com")
-                .replace("{name}", "greeting");
+                .replace("{name}", "greeting")
+                .replace("{store}", "default")
+                .replace("{key}", "k");
             // Every documented operation exists and wants a token: 401, not
             // the router's 404 for unknown endpoints.
             let (status, body) = call(node.api, &method.to_uppercase(), &concrete, None, "").await;
@@ -1526,7 +1528,7 @@ async fn the_openapi_document_matches_the_served_api() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16, "every endpoint of the API is documented");
+    assert_eq!(operations, 20, "every endpoint of the API is documented");
     let (status, body) = call(node.api, "GET", "/v1/nothing", None, "").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

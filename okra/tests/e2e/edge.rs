@@ -402,14 +402,14 @@ async fn h2c_prior_knowledge_is_served() {
 #[tokio::test]
 async fn spin_interfaces_okra_lacks_return_their_own_errors() {
     let gw = Gateway::start(&[]);
-    // Spin 2 key-value is real: the kitchen lists no store, so even
-    // "default" is refused, as in Spin.
+    // Spin 2 and 3 key-value are real: the kitchen lists no store, so
+    // even "default" is refused, as in Spin.
     let r = get(&gw, "k.localhost", "/p2/t/kv").await;
     assert_eq!(r.text(), "error: Error::AccessDenied");
     let r = get(&gw, "k.localhost", "/p2/t/llm").await;
     assert_eq!(r.text(), "error: Error::ModelNotSupported");
     let r = get(&gw, "k.localhost", "/p3/t/kv").await;
-    assert_eq!(r.text(), "error: Error::NoSuchStore");
+    assert_eq!(r.text(), "error: Error::AccessDenied");
     let r = get(&gw, "k.localhost", "/p3/t/variable?name=anything").await;
     assert!(
         r.text().starts_with("error=Error::Undefined("),

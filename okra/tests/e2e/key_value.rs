@@ -202,3 +202,241 @@ async fn wasi_keyvalue_atomics_hold_under_concurrent_requests() {
     log.sort_unstable();
     assert_eq!(log, letters, "an append was lost or doubled");
 }
+
+/// The REST API and `okra kv` read and write the very data the app's guests
+/// see, for the app's tenant and the admin only, under the tenant's
+/// quotas; keys with `/`, `%` and spaces survive the trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_api_and_okra_kv_reach_what_guests_see_and_nothing_else() {
+    use crate::okra_cli::{okra, stdout};
+    use crate::support::control::{
+        ADMIN, assert_error, call, create_tenant, deploy, get_json, host, start_node, until_served,
+    };
+    let data = tempfile::tempdir().unwrap();
+    let node = start_node(
+        &format!("file:{}", data.path().display()),
+        true,
+        &["--max-kv-keys", "4", "--max-kv-value-bytes", "64"],
+    );
+    let acme = create_tenant(node.api, "acme").await;
+    let beta = create_tenant(node.api, "beta").await;
+    for (tenant, token) in [("acme", &acme), ("beta", &beta)] {
+        let (status, body) = deploy(node.api, token, tenant, "kv", kv_bundle()).await;
+        assert_eq!(status, 201, "{body}");
+        until_served(&node.gateway, &host("kv", tenant), "Hello from spin-sdk 5").await;
+    }
+    let guest = |path: &'static str| {
+        let node = &node;
+        async move { get(&node.gateway, &host("kv", "acme"), path).await.text() }
+    };
+    let server = format!("http://{}", node.api);
+    let cli = |args: &[&str], token: &str| {
+        let mut all = vec![
+            "--server",
+            server.as_str(),
+            "--token",
+            token,
+            "--tenant",
+            "acme",
+        ];
+        all.extend_from_slice(args);
+        okra(&all, &[])
+    };
+
+    // What the guest wrote, the API reads, and the other way round.
+    assert_eq!(
+        guest("/kv-set?store=default&key=k&value=guest").await,
+        "set"
+    );
+    assert_eq!(
+        stdout(&cli(&["kv", "get", "kv", "default", "k"], &acme)),
+        "guest"
+    );
+    stdout(&cli(&["kv", "set", "kv", "default", "k", "api"], &acme));
+    assert_eq!(guest("/kv-get?store=default&key=k").await, "api");
+    let odd = "a/b %2F c?d";
+    stdout(&cli(&["kv", "set", "kv", "default", odd, "odd"], ADMIN));
+    assert_eq!(
+        stdout(&cli(&["kv", "get", "kv", "default", odd], &acme)),
+        "odd"
+    );
+    assert_eq!(
+        stdout(&cli(&["kv", "list", "kv", "default"], &acme)),
+        format!("{odd}\nk\n")
+    );
+    // Pages, by prefix.
+    stdout(&cli(&["kv", "set", "kv", "default", "k2", "v"], &acme));
+    let (status, page) = get_json(
+        node.api,
+        "/v1/tenants/acme/apps/kv/kv/default?prefix=k&limit=1",
+        &acme,
+    )
+    .await;
+    assert_eq!((status, &page["keys"]), (200, &serde_json::json!(["k"])));
+    let (_, rest) = get_json(
+        node.api,
+        &format!(
+            "/v1/tenants/acme/apps/kv/kv/default?prefix=k&limit=1&after={}",
+            page["next"].as_str().unwrap()
+        ),
+        &acme,
+    )
+    .await;
+    assert_eq!(rest, serde_json::json!({"keys": ["k2"]}));
+    let (status, body) = get_json(
+        node.api,
+        "/v1/tenants/acme/apps/kv/kv/default?limit=0",
+        &acme,
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_limit");
+
+    // Another tenant's token, an app that is not there, an unknown query.
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/apps/kv/kv/default/k",
+        Some(&beta),
+        "x",
+    )
+    .await;
+    assert_error(status, &body, 403, "forbidden");
+    let (status, body) = get_json(node.api, "/v1/tenants/acme/apps/nope/kv/default", &acme).await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = get_json(node.api, "/v1/tenants/acme/apps/kv/kv/default?x=1", &acme).await;
+    assert_error(status, &body, 400, "invalid_query");
+    // beta's app of the same name has none of acme's data.
+    let (_, keys) = get_json(node.api, "/v1/tenants/beta/apps/kv/kv/default", &beta).await;
+    assert_eq!(keys, serde_json::json!({"keys": []}));
+    let (status, body) = call(
+        node.api,
+        "GET",
+        "/v1/tenants/beta/apps/kv/kv/default/k",
+        Some(&beta),
+        "",
+    )
+    .await;
+    assert_error(status, &body, 404, "not_found");
+
+    // Limits and quotas: a value over 64 bytes, a fifth key of the tenant.
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/apps/kv/kv/default/big",
+        Some(&acme),
+        vec![b'x'; 65],
+    )
+    .await;
+    assert_error(status, &body, 413, "value_too_large");
+    assert_eq!(guest("/kv-set?store=default&key=k3&value=v").await, "set");
+    let (status, body) = call(
+        node.api,
+        "PUT",
+        "/v1/tenants/acme/apps/kv/kv/default/k5",
+        Some(&acme),
+        "v",
+    )
+    .await;
+    assert_error(status, &body, 422, "quota_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may hold 4"),
+        "{body}"
+    );
+    let over = guest("/kv-set?store=default&key=k5&value=v").await;
+    assert!(
+        over.contains("may hold 4"),
+        "the guest gets the interface's error: {over}"
+    );
+    // A delete gives the quota back.
+    stdout(&cli(&["kv", "delete", "kv", "default", odd], &acme));
+    assert_eq!(guest("/kv-set?store=default&key=k5&value=v").await, "set");
+    let missing = cli(&["kv", "get", "kv", "default", odd], &acme);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no key"));
+}
+
+/// With a Redis store, every gateway of the cluster sees the same data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_gateway_of_a_cluster_sees_the_same_key_value_data() {
+    use crate::support::control::{Redis, create_tenant, deploy, host, start_node, until_served};
+    let redis = Redis::start();
+    let url = redis.server.url();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let nodes: Vec<_> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| start_node(&url, i == 0, &["--data-dir", dir.path().to_str().unwrap()]))
+        .collect();
+    let token = create_tenant(nodes[0].api, "acme").await;
+    let (status, body) = deploy(nodes[0].api, &token, "acme", "kv", kv_bundle()).await;
+    assert_eq!(status, 201, "{body}");
+    let kv = host("kv", "acme");
+    for node in &nodes {
+        until_served(&node.gateway, &kv, "Hello from spin-sdk 5").await;
+    }
+    let on = |i: usize, path: &'static str| {
+        let (node, kv) = (&nodes[i], &kv);
+        async move { get(&node.gateway, kv, path).await.text() }
+    };
+    assert_eq!(on(0, "/kv-set?store=default&key=k&value=one").await, "set");
+    assert_eq!(on(1, "/kv-get?store=default&key=k").await, "one");
+    assert_eq!(on(1, "/wkv-incr?key=n&delta=2").await, "2");
+    assert_eq!(on(0, "/wkv-incr?key=n&delta=3").await, "5");
+    // Nothing of it is in either gateway's data directory.
+    for dir in &dirs {
+        assert!(!dir.path().join("key-value.sqlite").exists());
+    }
+}
+
+/// spin:key-value@3.0.0 (spin-sdk 7, async ABI) walks Spin's semantics over
+/// the same stores and limits, and what one request writes the next reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_key_value_3_follows_the_same_semantics_on_the_async_abi() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let keys = format!("key_value_stores = {}", toml_list(&["default"]));
+    let app = format!(
+        "k3.localhost={}",
+        one_component_manifest(dir.path(), "kv3", test_programs::SDK7_GUEST, "", &keys)
+    );
+    let none = format!(
+        "none.localhost={}",
+        one_component_manifest(dir.path(), "kv3-none", test_programs::SDK7_GUEST, "", "")
+    );
+    let gw = start(&data, &[app, none]);
+    let walk = get(&gw, "k3.localhost", "/kv-walk").await;
+    assert_eq!(
+        (walk.status, walk.text()),
+        (
+            200,
+            [
+                "forbidden: Error::AccessDenied",
+                "exists Ok(false)",
+                "set Ok(())",
+                "set Ok(())",
+                "get Ok(Some(\"baz\"))",
+                "exists Ok(true)",
+                "keys Ok([\"bar\", \"qux\"])",
+                "delete Ok(())",
+                "delete Ok(())",
+                "keys Ok([])",
+                "long key Err(Error::Other(\"a key of 1025 bytes is over the 1024-byte limit on keys\"))",
+            ]
+            .join("\n")
+        )
+    );
+    assert_eq!(
+        get(&gw, "k3.localhost", "/kv-set?key=k&value=v3")
+            .await
+            .text(),
+        "set"
+    );
+    assert_eq!(get(&gw, "k3.localhost", "/kv-get?key=k").await.text(), "v3");
+    assert_eq!(
+        get(&gw, "none.localhost", "/kv-get?key=k").await.text(),
+        "error: Error::AccessDenied"
+    );
+}

@@ -7,7 +7,7 @@ use crate::support::{free_port, raw_request};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn okra(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn okra(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_okra"))
         .args(args)
         .env_remove("OKRA_SERVER")
@@ -19,7 +19,7 @@ fn okra(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run okra")
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     assert!(
         out.status.success(),
         "okra failed: {}",

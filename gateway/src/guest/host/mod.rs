@@ -26,10 +26,14 @@ struct Served {
 }
 
 /// Every bindgen-made interface Okra serves for real.
-const SERVED: [Served; 5] = [
+const SERVED: [Served; 6] = [
     Served {
         provides: key_value::provides,
         add_to_linker: key_value::add_to_linker,
+    },
+    Served {
+        provides: key_value::provides_v3,
+        add_to_linker: key_value::add_v3_to_linker,
     },
     Served {
         provides: sqlite::provides,

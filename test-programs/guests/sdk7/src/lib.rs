@@ -1,7 +1,8 @@
 //! A spin-sdk 7 (wasi:http 0.3) component whose path picks a behaviour:
 //! `/hello`, `/echo` (streams the body back with method, path and headers),
 //! `/headers`, `/download?bytes=N` (streamed, no length), `/upload`,
-//! `/counter`, `/memory-probe`, `/kv`, `/variable?name=N`
+//! `/counter`, `/memory-probe`, `/kv`, `/kv-walk` (spin:key-value@3 step by
+//! step), `/kv-get?key=K`, `/kv-set?key=K&value=V`, `/variable?name=N`
 //! (spin:variables@3), `/fetch?url=U` (an outbound
 //! GET through wasi:http 0.3 `client.send`), `/post?bytes=N&pause_ms=M&url=U`
 //! (a streamed POST, reporting what became of its body), and the hostile `/loop`,
@@ -77,6 +78,8 @@ async fn handle(req: Request) -> impl IntoResponse {
             Ok(_) => text(200, "opened"),
             Err(e) => text(200, format!("error: {e:?}")),
         },
+        "kv-walk" => text(200, kv_walk().await),
+        "kv-get" | "kv-set" => text(200, kv_get_or_set(path, &query).await),
         "variable" => text(
             200,
             guest_common::variable_report(
@@ -169,4 +172,52 @@ fn text(status: u16, body: impl Into<String>) -> http::Response<Body> {
 
 fn response(builder: http::response::Builder, body: Body) -> http::Response<Body> {
     builder.body(body).unwrap_or_default()
+}
+
+/// spin:key-value@3.0.0 step by step on the "default" store, one line a step.
+async fn kv_walk() -> String {
+    use spin_sdk::key_value::Store;
+    let mut out = Vec::new();
+    match Store::open("forbidden").await {
+        Ok(_) => out.push("forbidden: opened".to_string()),
+        Err(e) => out.push(format!("forbidden: {e:?}")),
+    }
+    let store = match Store::open_default().await {
+        Ok(store) => store,
+        Err(e) => return format!("open default: {e:?}"),
+    };
+    let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v).into_owned());
+    out.push(format!("exists {:?}", store.exists("bar").await));
+    out.push(format!("set {:?}", store.set("bar", b"baz").await));
+    out.push(format!("set {:?}", store.set("qux", b"1").await));
+    out.push(format!("get {:?}", store.get("bar").await.map(text)));
+    out.push(format!("exists {:?}", store.exists("bar").await));
+    out.push(format!("keys {:?}", store.get_keys().await.collect().await));
+    out.push(format!("delete {:?}", store.delete("bar").await));
+    out.push(format!("delete {:?}", store.delete("qux").await));
+    out.push(format!("keys {:?}", store.get_keys().await.collect().await));
+    let long = "k".repeat(1025);
+    out.push(format!("long key {:?}", store.set(&long, b"v").await));
+    out.join("\n")
+}
+
+/// `/kv-get?key=K` and `/kv-set?key=K&value=V` on the "default" store.
+async fn kv_get_or_set(path: &str, query: &str) -> String {
+    use spin_sdk::key_value::Store;
+    let store = match Store::open_default().await {
+        Ok(store) => store,
+        Err(e) => return format!("error: {e:?}"),
+    };
+    let key = guest_common::param(query, "key");
+    if path == "kv-set" {
+        return match store.set(key, guest_common::param(query, "value")).await {
+            Ok(()) => "set".to_string(),
+            Err(e) => format!("error: {e:?}"),
+        };
+    }
+    match store.get(key).await {
+        Ok(Some(value)) => String::from_utf8_lossy(&value).into_owned(),
+        Ok(None) => "<none>".to_string(),
+        Err(e) => format!("error: {e:?}"),
+    }
 }

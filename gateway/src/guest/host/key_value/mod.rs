@@ -2,14 +2,15 @@
 //! (`spin`), and `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` (`wasi`),
 //! over the same stores (`store`): a guest opens only the stores its
 //! component lists in `key_value_stores` (others are `access-denied`), and
-//! a store is its app's own, kept in the gateway's embedded backend
-//! (`backend`).
+//! a store is its app's own (`grant`), kept in the gateway's backend
+//! (`okra_kv`: embedded, or the cluster's Redis), under its tenant's quota.
 //!
-//! Not here yet: `spin:key-value@3.0.0`, a Redis backend, per-tenant quotas
-//! on bytes, and the REST API over the data.
+//! `spin:key-value@3.0.0` (spin-sdk 6/7, `spin_v3`) is on the async ABI,
+//! so it links separately ([`provides_v3`]), onto wasi:http 0.3 components.
 
-pub(crate) mod backend;
+pub(crate) mod grant;
 mod spin;
+mod spin_v3;
 mod store;
 mod wasi;
 
@@ -25,4 +26,14 @@ pub(crate) fn provides(interface: &str) -> bool {
 pub(crate) fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     spin::add_to_linker(linker)?;
     wasi::add_to_linker(linker)
+}
+
+/// True when `interface` is `spin:key-value@3.0.0`, on the async ABI.
+pub(crate) fn provides_v3(interface: &str) -> bool {
+    interface == spin_v3::INTERFACE
+}
+
+/// Links `spin:key-value@3.0.0` (onto a linker with concurrency on).
+pub(crate) fn add_v3_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    spin_v3::add_to_linker(linker)
 }

@@ -105,7 +105,9 @@ impl HostStore for GuestState {
         store: Resource<OpenStore>,
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         let keys = self
-            .on_store(&store, |kv, scope, label| kv.keys(scope, label))
+            .on_store(&store, |kv, scope, label| async move {
+                kv.keys(&scope, &label).await
+            })
             .await?;
         Ok(keys.map_err(Error::Other))
     }

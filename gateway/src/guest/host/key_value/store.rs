@@ -1,21 +1,14 @@
-//! What every key-value interface shares: the limits, the stores a guest
-//! has open (`OpenStore`, counted per instance), opening one only if the
-//! component lists its label, and get/set/delete with the limits checked,
-//! run on the backend off the executor.
+//! What every key-value interface shares: the stores a guest has open
+//! (`OpenStore`, counted per instance), opening one only if the component
+//! lists its label, and get/set/delete on the backend (`okra_kv`, which
+//! checks every limit and quota).
 
-use super::backend::{
-    KeyValueBackend, KeyValueFailure, KeyValueScope, KeyValueSession, MAX_KEYS_PER_STORE,
-};
+use super::grant::KeyValueSession;
 use crate::guest::state::GuestState;
+use okra_kv::{Failure, KeyValue, Scope};
 use wasmtime::bail;
 use wasmtime::component::Resource;
 
-/// Keys one batch call may name.
-pub(super) const MAX_BATCH_KEYS: usize = 1000;
-/// The longest key accepted, in bytes.
-pub(super) const MAX_KEY_BYTES: usize = 1024;
-/// The largest value accepted, in bytes.
-pub(super) const MAX_VALUE_BYTES: usize = 1 << 20;
 /// Stores one instance may have open at once.
 pub(super) const MAX_OPEN_STORES: usize = 64;
 
@@ -71,36 +64,44 @@ impl GuestState {
         Ok(())
     }
 
-    /// Runs `call` on the backend off the executor, for the store `store`;
-    /// a failure comes back as the text every interface's `other` carries.
-    pub(super) async fn on_store<T: Send + 'static>(
+    /// Runs `call` on the backend for the store `store`; a failure comes
+    /// back as the text every interface's `other` carries.
+    pub(super) async fn on_store<T, Call>(
         &mut self,
         store: &Resource<OpenStore>,
-        call: impl FnOnce(&KeyValueBackend, &KeyValueScope, &str) -> Result<T, KeyValueFailure>
-        + Send
-        + 'static,
-    ) -> wasmtime::Result<Result<T, String>> {
+        call: impl FnOnce(KeyValue, Scope, String) -> Call,
+    ) -> wasmtime::Result<Result<T, String>>
+    where
+        Call: Future<Output = Result<T, Failure>>,
+    {
+        let (kv, scope, label) = self.store_target(store)?;
+        let answer = call(kv, scope, label).await;
+        Ok(answer.map_err(|failure| failure.to_string()))
+    }
+
+    /// What a call on the open store `store` needs, copied out so that no
+    /// borrow of the state outlives it (async-ABI calls await without one).
+    pub(super) fn store_target(
+        &mut self,
+        store: &Resource<OpenStore>,
+    ) -> wasmtime::Result<(KeyValue, Scope, String)> {
         let label = self.table.get(store)?.label.clone();
-        let grant = self.key_value()?.grant.clone();
-        let answer =
-            tokio::task::spawn_blocking(move || call(&grant.backend, &grant.scope, &label)).await?;
-        Ok(answer.map_err(describe))
+        let grant = &self.key_value()?.grant;
+        Ok(((*grant.backend).clone(), grant.scope.clone(), label))
     }
 }
 
-/// The operations both interfaces share, with every limit checked; a
-/// failure is the text each interface's `other` carries.
+/// The operations both interfaces share; the backend checks every limit.
 impl GuestState {
     pub(super) async fn kv_get(
         &mut self,
         store: &Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
-        if let Err(e) = check_key(&key) {
-            return Ok(Err(e));
-        }
-        self.on_store(store, move |kv, scope, label| kv.get(scope, label, &key))
-            .await
+        self.on_store(store, |kv, scope, label| async move {
+            kv.get(&scope, &label, &key).await
+        })
+        .await
     }
 
     pub(super) async fn kv_set(
@@ -109,11 +110,8 @@ impl GuestState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), String>> {
-        if let Err(e) = check_key(&key).and_then(|()| check_value(&value)) {
-            return Ok(Err(e));
-        }
-        self.on_store(store, move |kv, scope, label| {
-            kv.set(scope, label, &key, &value)
+        self.on_store(store, |kv, scope, label| async move {
+            kv.set(&scope, &label, &key, &value).await
         })
         .await
     }
@@ -123,57 +121,9 @@ impl GuestState {
         store: &Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), String>> {
-        if let Err(e) = check_key(&key) {
-            return Ok(Err(e));
-        }
-        self.on_store(store, move |kv, scope, label| kv.delete(scope, label, &key))
-            .await
-    }
-}
-
-/// What the guest is told of a backend failure.
-fn describe(failure: KeyValueFailure) -> String {
-    match failure {
-        KeyValueFailure::StoreFull => {
-            format!("the store holds {MAX_KEYS_PER_STORE} keys, the most it may; delete some first")
-        }
-        KeyValueFailure::Refused(why) => why,
-        KeyValueFailure::Unavailable => "key-value storage is unavailable; try again".to_string(),
-    }
-}
-
-/// Refuses a key over [`MAX_KEY_BYTES`], naming the limit.
-pub(super) fn check_key(key: &str) -> Result<(), String> {
-    if key.len() > MAX_KEY_BYTES {
-        return Err(format!(
-            "a key of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
-            key.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Refuses a value over [`MAX_VALUE_BYTES`], naming the limit.
-pub(super) fn check_value(value: &[u8]) -> Result<(), String> {
-    if value.len() > MAX_VALUE_BYTES {
-        return Err(format!(
-            "a value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
-            value.len()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_key_over_the_limit_is_the_interfaces_error_naming_it() {
-        assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
-        match check_key(&"k".repeat(MAX_KEY_BYTES + 1)) {
-            Err(why) => assert!(why.contains("1024-byte limit"), "{why}"),
-            other => panic!("{other:?}"),
-        }
+        self.on_store(store, |kv, scope, label| async move {
+            kv.delete(&scope, &label, &key).await
+        })
+        .await
     }
 }

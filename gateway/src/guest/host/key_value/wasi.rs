@@ -13,11 +13,9 @@
 //! - `list-keys` answers every key (up to the store's key cap) with no
 //!   cursor, as Spin does; a cursor it was given lists the keys after it.
 
-use super::backend::{KeyAndValue, MAX_KEYS_PER_STORE, value_digest};
-use super::store::{
-    MAX_BATCH_KEYS, MAX_OPEN_STORES, OpenRefusal, OpenStore, check_key, check_value,
-};
+use super::store::{MAX_OPEN_STORES, OpenRefusal, OpenStore};
 use crate::guest::state::GuestState;
+use okra_kv::{KeyAndValue, MAX_KEYS_PER_STORE, value_digest};
 use wasmtime::component::{HasSelf, Linker, Resource};
 
 wasmtime::component::bindgen!({
@@ -112,16 +110,6 @@ pub struct OpenCas {
     store: Resource<OpenStore>,
     key: String,
     seen: Option<[u8; 32]>,
-}
-
-/// Refuses a batch of more than [`MAX_BATCH_KEYS`] keys, naming the limit.
-fn check_batch(keys: usize) -> Result<(), String> {
-    if keys > MAX_BATCH_KEYS {
-        return Err(format!(
-            "a batch of {keys} keys is over the limit of {MAX_BATCH_KEYS}"
-        ));
-    }
-    Ok(())
 }
 
 impl From<OpenRefusal> for Error {
@@ -223,13 +211,13 @@ impl wasi::keyvalue::store::HostBucket for GuestState {
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<KeyResponse, Error>> {
         let keys = self
-            .on_store(&bucket, move |kv, scope, label| {
-                kv.keys_after(scope, label, cursor.as_deref())
+            .on_store(&bucket, |kv, scope, label| async move {
+                kv.keys_after(&scope, &label, cursor.as_deref()).await
             })
             .await?;
         Ok(keys.map_err(Error::Other).map(|keys| {
             // A full page may have more after it.
-            let cursor = (keys.len() as i64 >= MAX_KEYS_PER_STORE)
+            let cursor = (keys.len() as u64 >= MAX_KEYS_PER_STORE)
                 .then(|| keys.last().cloned())
                 .flatten();
             KeyResponse { keys, cursor }
@@ -248,12 +236,9 @@ impl wasi::keyvalue::atomics::Host for GuestState {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, Error>> {
-        if let Err(e) = check_key(&key) {
-            return Ok(Err(Error::Other(e)));
-        }
         let sum = self
-            .on_store(&bucket, move |kv, scope, label| {
-                kv.increment(scope, label, &key, delta)
+            .on_store(&bucket, |kv, scope, label| async move {
+                kv.increment(&scope, &label, &key, delta).await
             })
             .await?;
         Ok(sum.map_err(Error::Other))
@@ -264,10 +249,6 @@ impl wasi::keyvalue::atomics::Host for GuestState {
         cas: Resource<OpenCas>,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), CasError>> {
-        if let Err(e) = check_value(&value) {
-            self.close_cas(cas)?;
-            return Ok(Err(CasError::StoreError(Error::Other(e))));
-        }
         let (store, label, key, seen) = {
             let open = self.table.get(&cas)?;
             (
@@ -279,8 +260,8 @@ impl wasi::keyvalue::atomics::Host for GuestState {
         };
         let swap_key = key.clone();
         let swapped = self
-            .on_store(&store, move |kv, scope, label| {
-                kv.swap_if(scope, label, &swap_key, seen.as_ref(), &value)
+            .on_store(&store, |kv, scope, label| async move {
+                kv.swap_if(&scope, &label, &swap_key, seen, value).await
             })
             .await?;
         // The old cas goes first, so a guest at its open-store cap still
@@ -345,15 +326,9 @@ impl wasi::keyvalue::batch::Host for GuestState {
         bucket: Resource<OpenStore>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<KeyAndValue>, Error>> {
-        if let Some(e) = check_batch(keys.len())
-            .err()
-            .or_else(|| keys.iter().find_map(|k| check_key(k).err()))
-        {
-            return Ok(Err(Error::Other(e)));
-        }
         let got = self
-            .on_store(&bucket, move |kv, scope, label| {
-                kv.get_many(scope, label, keys)
+            .on_store(&bucket, |kv, scope, label| async move {
+                kv.get_many(&scope, &label, keys).await
             })
             .await?;
         Ok(got.map_err(Error::Other))
@@ -364,16 +339,9 @@ impl wasi::keyvalue::batch::Host for GuestState {
         bucket: Resource<OpenStore>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        if let Some(e) = check_batch(key_values.len()).err().or_else(|| {
-            key_values
-                .iter()
-                .find_map(|(k, v)| check_key(k).and_then(|()| check_value(v)).err())
-        }) {
-            return Ok(Err(Error::Other(e)));
-        }
         let set = self
-            .on_store(&bucket, move |kv, scope, label| {
-                kv.set_many(scope, label, &key_values)
+            .on_store(&bucket, |kv, scope, label| async move {
+                kv.set_many(&scope, &label, key_values).await
             })
             .await?;
         Ok(set.map_err(Error::Other))
@@ -384,15 +352,9 @@ impl wasi::keyvalue::batch::Host for GuestState {
         bucket: Resource<OpenStore>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        if let Some(e) = check_batch(keys.len())
-            .err()
-            .or_else(|| keys.iter().find_map(|k| check_key(k).err()))
-        {
-            return Ok(Err(Error::Other(e)));
-        }
         let deleted = self
-            .on_store(&bucket, move |kv, scope, label| {
-                kv.delete_many(scope, label, &keys)
+            .on_store(&bucket, |kv, scope, label| async move {
+                kv.delete_many(&scope, &label, keys).await
             })
             .await?;
         Ok(deleted.map_err(Error::Other))
