@@ -44,8 +44,6 @@ pub(crate) fn router(state: Arc<KvState>) -> Router {
         .with_state(state)
 }
 
-/// The longest store label the API takes.
-const MAX_STORE_LABEL: usize = 255;
 /// Keys in a page when `limit` is not given.
 const DEFAULT_PAGE: usize = 100;
 
@@ -60,7 +58,7 @@ pub struct KvStorePath {
     #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub app: String,
     /// The store's label, as in the component's `key_value_stores`.
-    #[param(min_length = 1, max_length = 255)]
+    #[param(min_length = 1, max_length = 64)]
     pub store: String,
 }
 
@@ -75,7 +73,7 @@ pub struct KvKeyPath {
     #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub app: String,
     /// The store's label, as in the component's `key_value_stores`.
-    #[param(min_length = 1, max_length = 255)]
+    #[param(min_length = 1, max_length = 64)]
     pub store: String,
     /// The key (percent-encoded in the URL).
     #[param(min_length = 1)]
@@ -138,12 +136,8 @@ impl KvState {
             .apps
             .get(app)
             .ok_or_else(|| ApiError::not_found(format!("tenant {tenant:?} has no app {app:?}")))?;
-        if store.is_empty() || store.len() > MAX_STORE_LABEL {
-            return Err(ApiError::bad_request(
-                "invalid_store",
-                format!("a store label is 1 to {MAX_STORE_LABEL} bytes"),
-            ));
-        }
+        okra_kv::check_store_label(store)
+            .map_err(|why| ApiError::bad_request("invalid_store", why.to_string()))?;
         let kv = self.key_value.as_ref().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -135,6 +135,16 @@ pub fn structural_check(
         }
     }
     for (id, component) in &manifest.components {
+        if let Some(why) = component
+            .key_value_stores
+            .iter()
+            .find_map(|label| okra_kv::check_store_label(label).err())
+        {
+            return Err(invalid(
+                "invalid_manifest",
+                format!("spin.toml: key `component.{id}.key_value_stores`: {why}"),
+            ));
+        }
         if let Some(label) = component
             .sqlite_databases
             .iter()

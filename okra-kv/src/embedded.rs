@@ -119,6 +119,37 @@ impl Embedded {
         })
     }
 
+    /// At most `limit` keys starting with `prefix`, after `after`, sorted.
+    pub(crate) fn list(
+        &self,
+        scope: &Scope,
+        store: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, Failure> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT key FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 \
+                 AND (?4 IS NULL OR key > ?4) AND key >= ?5 AND substr(key, 1, ?6) = ?5 \
+                 ORDER BY key LIMIT ?7",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    scope.tenant,
+                    scope.app,
+                    store,
+                    after,
+                    prefix,
+                    prefix.chars().count() as i64,
+                    limit as i64
+                ],
+                |row| row.get(0),
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
     pub(crate) fn increment(
         &self,
         quota: &Quota,

@@ -24,6 +24,10 @@ use std::sync::Arc;
 pub const MAX_KEYS_PER_STORE: u64 = 10_000;
 /// The most value bytes one `get-many` returns.
 pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// The longest store label, in bytes: labels are part of every entry's
+/// key in both backends, so they are bounded like keys.
+pub const MAX_STORE_LABEL_BYTES: usize = 64;
+
 /// The most keys one batch call may name.
 pub const MAX_BATCH_KEYS: usize = 1000;
 /// The most entries one page of a listing holds.
@@ -195,6 +199,20 @@ fn batch_too_large() -> Failure {
     ))
 }
 
+/// Refuses a store label that is empty, longer than
+/// [`MAX_STORE_LABEL_BYTES`], or holds control characters.
+pub fn check_store_label(label: &str) -> Result<(), Failure> {
+    if label.is_empty()
+        || label.len() > MAX_STORE_LABEL_BYTES
+        || label.chars().any(char::is_control)
+    {
+        return Err(Failure::Refused(format!(
+            "{label:?} is not a store label: use 1 to {MAX_STORE_LABEL_BYTES} bytes, no control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a batch naming more than [`MAX_BATCH_KEYS`] keys.
 fn check_batch(keys: usize) -> Result<(), Failure> {
     if keys > MAX_BATCH_KEYS {
@@ -313,6 +331,7 @@ impl KeyValue {
         store: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, Failure> {
+        check_store_label(store)?;
         self.quota.check_key(key)?;
         match &self.backend {
             Backend::Embedded(e) => {
@@ -353,6 +372,7 @@ impl KeyValue {
         store: &str,
         after: Option<&str>,
     ) -> Result<Vec<String>, Failure> {
+        check_store_label(store)?;
         match &self.backend {
             Backend::Embedded(e) => {
                 let (scope, store) = (scope.clone(), store.to_string());
@@ -373,7 +393,20 @@ impl KeyValue {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, Failure> {
-        let keys = self.keys_after(scope, store, after).await?;
+        check_store_label(store)?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let keys = match &self.backend {
+            // One more than the page, so the page knows whether one follows.
+            Backend::Embedded(e) => {
+                let (scope, store, prefix) = (scope.clone(), store.to_string(), prefix.to_string());
+                let after = after.map(str::to_string);
+                Self::blocking(e, move |e| {
+                    e.list(&scope, &store, &prefix, after.as_deref(), limit + 1)
+                })
+                .await?
+            }
+            Backend::Shared(s) => s.keys_after(scope, store, after).await?,
+        };
         Ok(page_of(keys, prefix, limit))
     }
 
@@ -387,6 +420,7 @@ impl KeyValue {
         key: &str,
         delta: i64,
     ) -> Result<i64, Failure> {
+        check_store_label(store)?;
         self.quota.check_key(key)?;
         let quota = self.quota;
         match &self.backend {
@@ -408,6 +442,7 @@ impl KeyValue {
         expected: Option<[u8; 32]>,
         value: Vec<u8>,
     ) -> Result<bool, Failure> {
+        check_store_label(store)?;
         self.quota.check_key(key)?;
         self.quota.check_value(&value)?;
         let quota = self.quota;
@@ -434,6 +469,7 @@ impl KeyValue {
         store: &str,
         keys: Vec<String>,
     ) -> Result<Vec<KeyAndValue>, Failure> {
+        check_store_label(store)?;
         check_batch(keys.len())?;
         for key in &keys {
             self.quota.check_key(key)?;
@@ -456,10 +492,18 @@ impl KeyValue {
         store: &str,
         entries: Vec<(String, Vec<u8>)>,
     ) -> Result<(), Failure> {
+        check_store_label(store)?;
         check_batch(entries.len())?;
+        let mut bytes = 0usize;
         for (key, value) in &entries {
             self.quota.check_key(key)?;
             self.quota.check_value(value)?;
+            bytes += key.len() + value.len();
+        }
+        if bytes > MAX_BATCH_BYTES {
+            return Err(Failure::Refused(format!(
+                "a batch of {bytes} bytes is over the limit of {MAX_BATCH_BYTES}; split it"
+            )));
         }
         let quota = self.quota;
         match &self.backend {
@@ -478,6 +522,7 @@ impl KeyValue {
         store: &str,
         keys: Vec<String>,
     ) -> Result<(), Failure> {
+        check_store_label(store)?;
         check_batch(keys.len())?;
         for key in &keys {
             self.quota.check_key(key)?;

@@ -1,6 +1,7 @@
 //! The Redis backend, which every gateway of a cluster shares (`--store
-//! redis://…`): one hash per app store, `okra:kv:<tenant id>:<app id>:<store>`,
-//! and one per tenant counting what it holds, `okra:kv-usage:<tenant id>`.
+//! redis://…`): one hash per app store,
+//! `okra:kv:<len>:<tenant id>:<len>:<app id>:<store>`, and one per tenant
+//! counting what it holds, `okra:kv-usage:<tenant id>`.
 //!
 //! Every write is one Lua script, so the store's cap, the tenant's quota and
 //! the usage count are checked and changed atomically with the data.
@@ -153,8 +154,33 @@ fn unavailable(e: redis::RedisError) -> Failure {
     Failure::Unavailable
 }
 
+/// The hash of a store. Ids are length-prefixed, so no tenant, app or store
+/// name (whatever `:` it holds) can spell another's key.
 fn store_key(scope: &Scope, store: &str) -> String {
-    format!("okra:kv:{}:{}:{store}", scope.tenant, scope.app)
+    format!(
+        "{}{}:{}:{store}",
+        tenant_prefix(&scope.tenant),
+        scope.app.len(),
+        scope.app
+    )
+}
+
+/// What every store hash of `tenant` starts with.
+fn tenant_prefix(tenant: &str) -> String {
+    format!("okra:kv:{}:{tenant}:", tenant.len())
+}
+
+/// `prefix` as a SCAN pattern that matches only names starting with it.
+fn glob_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
 }
 
 fn usage_key(tenant: &str) -> String {
@@ -381,8 +407,7 @@ impl Shared {
         Ok(swapped.is_some())
     }
 
-    /// The hashes whose names start with `prefix` (ids and names hold no
-    /// glob characters; `prefix` ends with `:`).
+    /// The hashes whose names start with `prefix`.
     async fn stores_under(&self, prefix: &str) -> Result<Vec<String>, Failure> {
         let mut connection = self.connection().await?;
         let mut found = Vec::new();
@@ -391,7 +416,7 @@ impl Shared {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(format!("{prefix}*"))
+                .arg(glob_prefix(prefix))
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut connection)
@@ -420,7 +445,7 @@ impl Shared {
 
     pub(crate) async fn forget_tenant(&self, tenant: &str) -> Result<(), Failure> {
         let mut connection = self.connection().await?;
-        for hash in self.stores_under(&format!("okra:kv:{tenant}:")).await? {
+        for hash in self.stores_under(&tenant_prefix(tenant)).await? {
             let _: () = connection.del(hash).await.map_err(unavailable)?;
         }
         let _: () = connection

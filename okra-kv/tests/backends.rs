@@ -54,10 +54,35 @@ async fn apps_and_tenants_never_see_each_others_keys() {
         kv.set(&web, "default", "k", b"web's").await.unwrap();
         kv.set(&web, "default", "k", b"web's again").await.unwrap();
         kv.set(&api, "default", "k", b"api's").await.unwrap();
-        // Names that would collide if the backend joined them naively.
-        kv.set(&scope("acme:web", "x"), "default", "k", b"colon")
+        // Names that would spell one Redis key if it joined them naively.
+        kv.set(&scope("acme", "web:x"), "s", "k", b"app with a colon")
             .await
             .unwrap();
+        kv.set(&web, "x:s", "k", b"store with a colon")
+            .await
+            .unwrap();
+        kv.set(&scope("acme:web", "x"), "s", "k", b"tenant with a colon")
+            .await
+            .unwrap();
+        for (s, store, want) in [
+            (scope("acme", "web:x"), "s", "app with a colon"),
+            (web.clone(), "x:s", "store with a colon"),
+            (scope("acme:web", "x"), "s", "tenant with a colon"),
+        ] {
+            let got = kv.get(&s, store, "k").await.unwrap();
+            assert_eq!(
+                got.as_deref(),
+                Some(want.as_bytes()),
+                "{name}: {s:?} {store}"
+            );
+            kv.delete(&s, store, "k").await.unwrap();
+        }
+        // Store labels are bounded.
+        assert!(matches!(
+            kv.set(&web, &"s".repeat(65), "k", b"v").await,
+            Err(Failure::Refused(why)) if why.contains("not a store label")
+        ));
+        assert!(kv.set(&web, "", "k", b"v").await.is_err());
         assert_eq!(
             kv.get(&web, "default", "k").await.unwrap().as_deref(),
             Some(&b"web's again"[..]),
@@ -303,6 +328,17 @@ async fn batches_are_all_or_nothing_and_bounded() {
         .await
         .unwrap();
         assert_eq!(kv.usage("acme").await.unwrap(), Usage { keys: 1, bytes: 5 });
+        // 17 values of 1 MiB in one set-many are over 16 MiB together.
+        let huge: Vec<(String, Vec<u8>)> = (0..17)
+            .map(|i| (format!("h{i}"), vec![1; 1 << 20]))
+            .collect();
+        assert!(
+            matches!(
+                kv.set_many(&web, "default", huge).await,
+                Err(Failure::Refused(why)) if why.contains("split it")
+            ),
+            "{name}"
+        );
         let too_many: Vec<String> = (0..=okra_kv::MAX_BATCH_KEYS)
             .map(|i| i.to_string())
             .collect();
@@ -314,7 +350,9 @@ async fn batches_are_all_or_nothing_and_bounded() {
         let big: Vec<(String, Vec<u8>)> = (0..17)
             .map(|i| (format!("big{i}"), vec![7; 1 << 20]))
             .collect();
-        kv.set_many(&web, "big", big.clone()).await.unwrap();
+        for chunk in big.chunks(8) {
+            kv.set_many(&web, "big", chunk.to_vec()).await.unwrap();
+        }
         let keys = big.into_iter().map(|(k, _)| k).collect();
         assert!(
             matches!(
@@ -398,7 +436,15 @@ async fn a_forgotten_app_or_tenant_leaves_nothing_and_gives_the_quota_back() {
             Usage { keys: 2, bytes: 9 },
             "{name}"
         );
+        // A neighbour whose id starts like acme's, with a glob character.
+        let neighbour = scope("acme*", "web");
+        kv.set(&neighbour, "one", "k", b"x").await.unwrap();
         kv.forget_tenant("acme").await.unwrap();
+        assert_eq!(
+            kv.get(&neighbour, "one", "k").await.unwrap().as_deref(),
+            Some(&b"x"[..]),
+            "{name}: another tenant's data stays"
+        );
         assert_eq!(kv.usage("acme").await.unwrap(), Usage::default(), "{name}");
         assert_eq!(kv.get(&api, "one", "k").await.unwrap(), None);
         assert_eq!(kv.usage("beta").await.unwrap(), Usage { keys: 2, bytes: 9 });

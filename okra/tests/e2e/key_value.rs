@@ -88,13 +88,20 @@ async fn stores_follow_spins_semantics_and_belong_to_their_app() {
 
 /// A bundle of the sdk5 component on every path, with a "default" store.
 fn kv_bundle() -> Vec<u8> {
+    kv_bundle_with("default")
+}
+
+/// A bundle of the sdk5 component on every path, with store `label`.
+fn kv_bundle_with(label: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(test_programs::SDK5_GUEST, dir.path().join("c.wasm")).unwrap();
     std::fs::write(
         dir.path().join("spin.toml"),
-        "spin_manifest_version = 2\n[application]\nname = \"kv\"\n\
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"kv\"\n\
          [[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n\
-         [component.c]\nsource = \"c.wasm\"\nkey_value_stores = [\"default\"]\n",
+         [component.c]\nsource = \"c.wasm\"\nkey_value_stores = [{label:?}]\n"
+        ),
     )
     .unwrap();
     control_plane::bundle::pack(dir.path()).unwrap()
@@ -356,6 +363,35 @@ async fn the_rest_api_and_okra_kv_reach_what_guests_see_and_nothing_else() {
     let missing = cli(&["kv", "get", "kv", "default", odd], &acme);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("has no key"));
+
+    // A store label past 64 bytes is refused at deploy, naming the key.
+    let (status, body) = deploy(
+        node.api,
+        &acme,
+        "acme",
+        "long",
+        kv_bundle_with(&"s".repeat(65)),
+    )
+    .await;
+    assert_error(status, &body, 422, "invalid_manifest");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("component.c.key_value_stores"),
+        "{body}"
+    );
+
+    // Purging the app removes its data and gives the quota back: another
+    // app of the tenant may hold 4 keys again.
+    stdout(&cli(&["apps", "delete", "kv", "--purge"], &acme));
+    let (status, body) = deploy(node.api, &acme, "acme", "kv2", kv_bundle()).await;
+    assert_eq!(status, 201, "{body}");
+    for key in ["a", "b", "c", "d"] {
+        stdout(&cli(&["kv", "set", "kv2", "default", key, "v"], &acme));
+    }
+    let fifth = cli(&["kv", "set", "kv2", "default", "e", "v"], &acme);
+    assert!(String::from_utf8_lossy(&fifth.stderr).contains("may hold 4"));
 }
 
 /// With a Redis store, every gateway of the cluster sees the same data.
