@@ -100,23 +100,7 @@ impl Embedded {
         store: &str,
         after: Option<&str>,
     ) -> Result<Vec<String>, Failure> {
-        self.with(|c| {
-            let mut statement = c.prepare_cached(
-                "SELECT key FROM entries WHERE tenant = ?1 AND app = ?2 AND store = ?3 \
-                 AND (?4 IS NULL OR key > ?4) ORDER BY key LIMIT ?5",
-            )?;
-            let rows = statement.query_map(
-                params![
-                    scope.tenant,
-                    scope.app,
-                    store,
-                    after,
-                    MAX_KEYS_PER_STORE as i64
-                ],
-                |row| row.get(0),
-            )?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
+        self.list(scope, store, "", after, MAX_KEYS_PER_STORE as usize)
     }
 
     /// At most `limit` keys starting with `prefix`, after `after`, sorted.
