@@ -58,7 +58,7 @@ pub struct KvStorePath {
     #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub app: String,
     /// The store's label, as in the component's `key_value_stores`.
-    #[param(min_length = 1, max_length = 64)]
+    #[param(pattern = r"^[ -~]{1,64}$")]
     pub store: String,
 }
 
@@ -73,9 +73,10 @@ pub struct KvKeyPath {
     #[param(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub app: String,
     /// The store's label, as in the component's `key_value_stores`.
-    #[param(min_length = 1, max_length = 64)]
+    #[param(pattern = r"^[ -~]{1,64}$")]
     pub store: String,
-    /// The key (percent-encoded in the URL).
+    /// The key (percent-encoded in the URL): at most the operator's
+    /// `max_kv_key_bytes` bytes of UTF-8 (1024 by default).
     #[param(min_length = 1)]
     pub key: String,
 }

@@ -199,15 +199,14 @@ fn batch_too_large() -> Failure {
     ))
 }
 
-/// Refuses a store label that is empty, longer than
-/// [`MAX_STORE_LABEL_BYTES`], or holds control characters.
+/// Refuses a store label that is not 1 to [`MAX_STORE_LABEL_BYTES`]
+/// printable ASCII characters (so its length in bytes and in characters
+/// agree, and it never holds a control character).
 pub fn check_store_label(label: &str) -> Result<(), Failure> {
-    if label.is_empty()
-        || label.len() > MAX_STORE_LABEL_BYTES
-        || label.chars().any(char::is_control)
-    {
+    let printable = label.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if label.is_empty() || label.len() > MAX_STORE_LABEL_BYTES || !printable {
         return Err(Failure::Refused(format!(
-            "{label:?} is not a store label: use 1 to {MAX_STORE_LABEL_BYTES} bytes, no control characters"
+            "{label:?} is not a store label: use 1 to {MAX_STORE_LABEL_BYTES} printable ASCII characters"
         )));
     }
     Ok(())

@@ -83,6 +83,8 @@ async fn apps_and_tenants_never_see_each_others_keys() {
             Err(Failure::Refused(why)) if why.contains("not a store label")
         ));
         assert!(kv.set(&web, "", "k", b"v").await.is_err());
+        assert!(kv.set(&web, "a\u{8f}", "k", b"v").await.is_err());
+        assert!(kv.set(&web, "é", "k", b"v").await.is_err());
         assert_eq!(
             kv.get(&web, "default", "k").await.unwrap().as_deref(),
             Some(&b"web's again"[..]),
